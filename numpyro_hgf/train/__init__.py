@@ -1,0 +1,19 @@
+"""Training: one jitted trainer core and the objective-specific trainers built on it."""
+
+from numpyro_hgf.train.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    TrainResult,
+    TrainState,
+    build_dispatch,
+    init_train_state,
+)
+
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainResult",
+    "TrainState",
+    "build_dispatch",
+    "init_train_state",
+]
