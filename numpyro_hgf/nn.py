@@ -81,7 +81,9 @@ def sinusoidal_embedding(t, dim: int, max_period: float = 10_000.0):
 
 
 class TimeMLP(nn.Module):
-    """Time-conditioned field ``f(x, t)``: ``x: (..., d)``, ``t: ()`` or ``(...)`` -> ``(..., out_dim)``.
+    """Time-conditioned field ``f(x, t)``.
+
+    Shapes: ``x: (..., d)``, ``t: ()`` or ``(...)`` -> ``(..., out_dim)``.
 
     The time goes through :func:`sinusoidal_embedding` (scaled by ``time_scale`` so that
     ``t in [0, 1]`` spans many periods), a small dense layer, and is concatenated with

@@ -17,3 +17,6 @@ __all__ = [
     "build_dispatch",
     "init_train_state",
 ]
+from numpyro_hgf.train.flow import fit_flow, flow_nll  # noqa: E402
+
+__all__ += ["fit_flow", "flow_nll"]

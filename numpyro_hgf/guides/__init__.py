@@ -1,0 +1,5 @@
+"""Guides for SVI: flow guides (and, later, amortized encoder guides)."""
+
+from numpyro_hgf.guides.flow import AutoFlowGuide
+
+__all__ = ["AutoFlowGuide"]
