@@ -20,3 +20,6 @@ __all__ = [
 from numpyro_hgf.train.flow import fit_flow, flow_nll  # noqa: E402
 
 __all__ += ["fit_flow", "flow_nll"]
+from numpyro_hgf.train.velocity import fit_velocity, velocity_matching_loss  # noqa: E402
+
+__all__ += ["fit_velocity", "velocity_matching_loss"]

@@ -1,0 +1,280 @@
+"""``ContinuousFlow`` and ``HGFPrior``: ODE models as NumPyro distributions.
+
+Rows "continuous flow" and "HGF" of the package's table: the learned field is a velocity
+``v(x, t)`` (a ``flax.linen`` module and its params), the path is the ODE
+``dx/dt = v(x, t)`` between a base at ``t0`` and the data at ``t1``, and sampling and the
+log-likelihood go through the one shared ODE module :mod:`numpyro_hgf.odeflow`.
+
+Both are pytrees whose data are the params (and the base's arrays); the module, the
+times, the solver and the trace settings are static, so they pass through ``jit``,
+``vmap`` and ``lax.map`` and do not recompile when only the params change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from numpyro_hgf._checks import check_choice, check_event_shape, check_positive_int
+from numpyro_hgf.io import register_model
+from numpyro_hgf.nn import module_config, module_from_config
+from numpyro_hgf.odeflow import TRACE_ESTIMATORS, ODESolver, ode_log_prob, solve_ode
+
+__all__ = ["ContinuousFlow", "HGFPrior"]
+
+EXACT_TRACE_MAX_DIM = 16
+
+
+def _flatten_batch(value, event_shape):
+    batch_shape = value.shape[: value.ndim - len(event_shape)]
+    return value.reshape((-1, *event_shape)), batch_shape
+
+
+@register_model("continuous_flow")
+class ContinuousFlow(dist.Distribution):
+    """Continuous normalizing flow ``dx/dt = v(x, t)`` with base ``p_{t0}`` at ``t0``.
+
+    ``sample`` draws ``z ~ base`` and integrates from ``t0`` to ``t1``; ``log_prob``
+    integrates the data back to ``t0`` with the instantaneous change of variables
+    (:func:`numpyro_hgf.odeflow.ode_log_prob`)::
+
+        log p(y) = log p_{t0}(z) - int_{t0}^{t1} tr(dv/dx)(x_t, t) dt
+
+    Args:
+        velocity: a ``flax.linen`` module, ``velocity.apply({"params": params}, x, t)``
+            with ``x: (batch, *event_shape)``, ``t: ()``.
+        params: its inner params pytree.
+        base: the base distribution (event shape = the model's event shape).
+        t0, t1: base and data times (``t1 < t0`` allowed).
+        trace: ``"exact"``, ``"hutchinson"``, or ``None`` for exact when the event has at
+            most 16 dimensions, Hutchinson otherwise.
+        solver: :class:`~numpyro_hgf.odeflow.ODESolver` (or a name) used by ``log_prob``.
+        sample_solver: solver used by ``sample`` (default: ``solver``).
+        num_probes: Hutchinson probes.
+        probe_key: key of the Hutchinson probes; fixed, so ``log_prob`` is a deterministic
+            function of the value (as NUTS needs).  Change it with :meth:`with_probe_key`.
+
+    ``log_prob`` is differentiable in the value and the params (diffrax adjoint), so the
+    flow works as a prior under NUTS and SVI, and ``fit_flow`` trains it by maximum
+    likelihood (FFJORD); :func:`numpyro_hgf.train.fit_velocity` trains it by flow matching.
+    """
+
+    arg_constraints = {}
+    pytree_data_fields = ("params", "base", "probe_key")
+    pytree_aux_fields = ("velocity", "t0", "t1", "trace", "solver", "sample_solver", "num_probes")
+
+    def __init__(
+        self,
+        velocity,
+        params,
+        base,
+        t0=0.0,
+        t1=1.0,
+        *,
+        trace: str | None = None,
+        solver="tsit5",
+        sample_solver=None,
+        num_probes: int = 1,
+        probe_key=None,
+        validate_args=None,
+    ):
+        if not isinstance(base, dist.Distribution):
+            raise TypeError(f"base: expected a numpyro Distribution, got {type(base).__name__}")
+        if base.batch_shape != ():
+            raise ValueError(f"base: expected batch_shape (), got {base.batch_shape}")
+        if not hasattr(velocity, "apply"):
+            raise TypeError(
+                f"velocity: expected a flax.linen module, got {type(velocity).__name__}"
+            )
+        if float(t0) == float(t1):
+            raise ValueError(f"t1: expected a time different from t0={t0}, got {t1}")
+        dim = math.prod(base.event_shape)
+        if trace is None:
+            trace = "exact" if dim <= EXACT_TRACE_MAX_DIM else "hutchinson"
+        self.velocity = velocity
+        self.params = params
+        self.base = base
+        self.t0, self.t1 = float(t0), float(t1)
+        self.trace = check_choice("trace", trace, TRACE_ESTIMATORS)
+        self.solver = ODESolver.of(solver)
+        self.sample_solver = self.solver if sample_solver is None else ODESolver.of(sample_solver)
+        self.num_probes = check_positive_int("num_probes", num_probes)
+        self.probe_key = jax.random.key(0) if probe_key is None else probe_key
+        super().__init__(batch_shape=(), event_shape=base.event_shape, validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False)
+    def support(self):
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    # -- the field ----------------------------------------------------------------------
+    def field(self, x, t):
+        """``v(x, t)``: ``x: (batch, *event_shape)``, ``t: ()`` -> ``(batch, *event_shape)``."""
+        return self.velocity.apply({"params": self.params}, x, t)
+
+    def with_params(self, params):
+        """The same flow with new ``params`` (differentiable; no re-initialisation)."""
+        data, aux = self.tree_flatten()
+        names = type(self).gather_pytree_data_fields()
+        data = tuple(params if n == "params" else v for n, v in zip(names, data, strict=True))
+        return type(self).tree_unflatten(aux, data)
+
+    def with_probe_key(self, key):
+        """The same flow with other Hutchinson probes."""
+        data, aux = self.tree_flatten()
+        names = type(self).gather_pytree_data_fields()
+        data = tuple(key if n == "probe_key" else v for n, v in zip(names, data, strict=True))
+        return type(self).tree_unflatten(aux, data)
+
+    # -- sampling and density -----------------------------------------------------------
+    def sample_with_nfe(self, key, sample_shape=(), solver=None):
+        """``(samples: (*sample_shape, *event_shape), nfe)``; ``solver`` overrides the default."""
+        solver = self.sample_solver if solver is None else ODESolver.of(solver)
+        z = self.base.sample(key, sample_shape)
+        flat, batch_shape = _flatten_batch(z, self.event_shape)
+        result = solve_ode(self.field, flat, self.t0, self.t1, solver)
+        return result.value.reshape(*batch_shape, *self.event_shape), result.nfe
+
+    def sample(self, key, sample_shape=()):
+        return self.sample_with_nfe(key, sample_shape)[0]
+
+    def log_prob_with_nfe(self, value, solver=None):
+        """``(log_prob: value.shape[:-event_dim], nfe)``; ``solver`` overrides the default."""
+        check_event_shape("value", value, self.event_shape)
+        solver = self.solver if solver is None else ODESolver.of(solver)
+        flat, batch_shape = _flatten_batch(jnp.asarray(value), self.event_shape)
+        result = ode_log_prob(
+            self.field,
+            flat,
+            self.t0,
+            self.t1,
+            self.base.log_prob,
+            solver,
+            trace=self.trace,
+            key=self.probe_key,
+            num_probes=self.num_probes,
+        )
+        return result.value.reshape(batch_shape), result.nfe
+
+    def log_prob(self, value):
+        return self.log_prob_with_nfe(value)[0]
+
+    # -- saving ------------------------------------------------------------------------
+    def _common_config(self) -> dict:
+        return {
+            "velocity": module_config(self.velocity),
+            "event_shape": list(self.event_shape),
+            "trace": self.trace,
+            "solver": vars(self.solver),
+            "sample_solver": vars(self.sample_solver),
+            "num_probes": self.num_probes,
+        }
+
+    def save_config(self) -> dict:
+        if not isinstance(self.base, dist.Independent) or not isinstance(
+            self.base.base_dist, dist.Normal
+        ):
+            raise TypeError(
+                "model: expected a ContinuousFlow with a Normal(loc, scale).to_event() base "
+                f"to save, got base {type(self.base).__name__}"
+            )
+        normal = self.base.base_dist
+        return {
+            **self._common_config(),
+            "t0": self.t0,
+            "t1": self.t1,
+            "base_loc": jnp.broadcast_to(normal.loc, self.event_shape).tolist(),
+            "base_scale": jnp.broadcast_to(normal.scale, self.event_shape).tolist(),
+        }
+
+    @staticmethod
+    def _template_params(velocity, event_shape):
+        x = jnp.zeros((1, *event_shape))
+        return velocity.init(jax.random.key(0), x, jnp.zeros(()))["params"]
+
+    @classmethod
+    def from_config(cls, config: dict):
+        velocity = module_from_config(config["velocity"])
+        event_shape = tuple(config["event_shape"])
+        base = dist.Normal(jnp.asarray(config["base_loc"]), jnp.asarray(config["base_scale"]))
+        return cls(
+            velocity,
+            cls._template_params(velocity, event_shape),
+            base.to_event(len(event_shape)),
+            config["t0"],
+            config["t1"],
+            trace=config["trace"],
+            solver=config["solver"],
+            sample_solver=config["sample_solver"],
+            num_probes=config["num_probes"],
+        )
+
+
+@register_model("hgf_prior")
+class HGFPrior(ContinuousFlow):
+    """Hamiltonian generative flow prior (Holderrieth et al., NeurIPS 2024, Sec. 5).
+
+    ``x_T ~ pi_T`` (the path's base at ``T``), then ``dx/dt = V(x, t)`` from ``T`` back to
+    ``0``, where ``V`` is the learned optimal velocity predictor ``E[v_t | x_t = x]`` of
+    the path (see :mod:`numpyro_hgf.paths` and :func:`numpyro_hgf.train.fit_velocity`).
+
+    Args:
+        velocity, params: the velocity network and its params.
+        path: a :class:`~numpyro_hgf.paths.HamiltonianPath`.
+        event_shape: the data shape; inferred from ``velocity.out_dim`` when it has one.
+        base: override the path's ``pi_T`` (e.g. the exact ``x_T`` marginal in tests).
+        Other keyword arguments as for :class:`ContinuousFlow`.
+
+    The reflection path has a uniform base on its box, and the prior's support is the box.
+    """
+
+    pytree_aux_fields = ("path",)
+
+    def __init__(self, velocity, params, path, *, event_shape=None, base=None, **kwargs):
+        from numpyro_hgf.paths import HamiltonianPath
+
+        if not isinstance(path, HamiltonianPath):
+            raise TypeError(f"path: expected a HamiltonianPath, got {type(path).__name__}")
+        if event_shape is None:
+            out_dim = getattr(velocity, "out_dim", None)
+            if out_dim is None:
+                raise ValueError(
+                    "event_shape: expected the data shape (the velocity module does not "
+                    "state its out_dim), got None"
+                )
+            event_shape = (out_dim,)
+        self.path = path
+        base = path.base(tuple(event_shape)) if base is None else base
+        super().__init__(velocity, params, base, path.horizon, 0.0, **kwargs)
+
+    @constraints.dependent_property(is_discrete=False)
+    def support(self):
+        from numpyro_hgf.paths import ReflectionPath
+
+        if isinstance(self.path, ReflectionPath):
+            box = constraints.interval(self.path.low, self.path.high)
+            return constraints.independent(box, len(self.event_shape))
+        return super().support
+
+    def save_config(self) -> dict:
+        return {**self._common_config(), "path": self.path.config()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        from numpyro_hgf.paths import path_from_config
+
+        velocity = module_from_config(config["velocity"])
+        event_shape = tuple(config["event_shape"])
+        return cls(
+            velocity,
+            cls._template_params(velocity, event_shape),
+            path_from_config(config["path"]),
+            event_shape=event_shape,
+            trace=config["trace"],
+            solver=config["solver"],
+            sample_solver=config["sample_solver"],
+            num_probes=config["num_probes"],
+        )
