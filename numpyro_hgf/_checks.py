@@ -60,16 +60,14 @@ def check_hidden_sizes(name: str, hidden) -> tuple[int, ...]:
     if isinstance(hidden, int | np.integer) and not isinstance(hidden, bool):
         hidden = (hidden,)
     if not isinstance(hidden, Sequence) or isinstance(hidden, str):
-        raise TypeError(f"{name}: expected a sequence of positive integers, got {_describe(hidden)}")
+        raise TypeError(
+            f"{name}: expected a sequence of positive integers, got {_describe(hidden)}"
+        )
     bad = [
-        h
-        for h in hidden
-        if isinstance(h, bool) or not isinstance(h, int | np.integer) or h <= 0
+        h for h in hidden if isinstance(h, bool) or not isinstance(h, int | np.integer) or h <= 0
     ]
     if bad:
-        raise ValueError(
-            f"{name}: expected a sequence of positive integers, got {tuple(hidden)}"
-        )
+        raise ValueError(f"{name}: expected a sequence of positive integers, got {tuple(hidden)}")
     return tuple(int(h) for h in hidden)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_hgf._checks import check_positive_int, is_concrete
 
@@ -26,7 +27,8 @@ __all__ = ["leapfrog", "harmonic", "reflect", "fold_into_box"]
 
 
 def _check_positive(name: str, value) -> None:
-    if is_concrete(value) and not bool(jnp.all(jnp.asarray(value) > 0)):
+    # numpy, not jnp: inside a jit trace jnp ops on constants are staged out (tracers)
+    if is_concrete(value) and not bool(np.all(np.asarray(value) > 0)):
         raise ValueError(f"{name}: expected a positive value, got {value}")
 
 
@@ -114,11 +116,16 @@ def reflect(x0, v0, t, low, high):
         t: broadcastable against ``x0[..., 0]``.
         low, high: scalars or ``(d,)`` arrays with ``low < high``.
     """
-    low, high = jnp.asarray(low), jnp.asarray(high)
-    if is_concrete(low) and is_concrete(high) and not bool(jnp.all(high > low)):
+    box_known = is_concrete(low) and is_concrete(high)
+    if box_known and not bool(np.all(np.asarray(high) > np.asarray(low))):
         raise ValueError(f"high: expected values greater than low={low}, got {high}")
-    if is_concrete(x0) and not bool(jnp.all((x0 >= low) & (x0 <= high))):
-        raise ValueError(f"x0: expected positions inside the box [{low}, {high}], got some outside")
+    if box_known and is_concrete(x0):
+        x0_np, low_np, high_np = np.asarray(x0), np.asarray(low), np.asarray(high)
+        if not bool(np.all((x0_np >= low_np) & (x0_np <= high_np))):
+            raise ValueError(
+                f"x0: expected positions inside the box [{low}, {high}], got some outside"
+            )
+    low, high = jnp.asarray(low), jnp.asarray(high)
     t = jnp.asarray(t)[..., None]
     x, sign = fold_into_box(x0 + v0 * t, low, high)
     return x, v0 * sign

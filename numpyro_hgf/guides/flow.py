@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import AffineTransform
+from numpyro.distributions.transforms import AffineTransform, IndependentTransform
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 
@@ -97,7 +97,6 @@ class AutoFlowGuide(AutoContinuous):
             jnp.full(self.latent_dim, self._init_scale),
             constraint=constraints.softplus_positive,
         )
-        transforms = list(flow.transforms) + [
-            AffineTransform(loc, scale, domain=constraints.real_vector)
-        ]
+        affine = IndependentTransform(AffineTransform(loc, scale), 1)
+        transforms = [*flow.transforms, affine]
         return dist.TransformedDistribution(self.get_base_dist(), transforms)

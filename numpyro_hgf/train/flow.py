@@ -46,8 +46,9 @@ def fit_flow(
     """Fit a normalizing flow to ``data`` by maximum likelihood.
 
     Args:
-        flow: a :class:`~numpyro_hgf.distributions.NormalizingFlow` to start from, or a
-            flow kind (``"planar"``, ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``)
+        flow: a :class:`~numpyro_hgf.distributions.NormalizingFlow` or a
+            :class:`~numpyro_hgf.distributions.ContinuousFlow` (FFJORD-style maximum
+            likelihood through the ODE) to start from, or a flow kind (``"planar"``, ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``)
             built with :func:`numpyro_hgf.flows.build_flow` from ``num_layers``,
             ``hidden`` and ``flow_options``.
         data: ``(n, d)`` training data.
@@ -65,7 +66,7 @@ def fit_flow(
         The trained flow (saveable with :func:`numpyro_hgf.save`), or
         ``(flow, result)`` when ``return_result``.
     """
-    from numpyro_hgf.distributions import NormalizingFlow
+    from numpyro_hgf.distributions import ContinuousFlow, NormalizingFlow
     from numpyro_hgf.flows import build_flow
 
     if key is None:
@@ -85,9 +86,10 @@ def fit_flow(
             key=init_key,
             **flow_options,
         )
-    elif not isinstance(flow, NormalizingFlow):
+    elif not isinstance(flow, NormalizingFlow | ContinuousFlow):
         raise TypeError(
-            f"flow: expected a NormalizingFlow or a flow kind, got {type(flow).__name__}"
+            "flow: expected a NormalizingFlow, a ContinuousFlow or a flow kind, got "
+            f"{type(flow).__name__}"
         )
     check_event_shape("data", data, flow.event_shape)
 
@@ -100,7 +102,7 @@ def fit_flow(
         ema_decay=ema_decay,
         clip_norm=clip_norm,
         progress=progress,
-        description=f"fit_flow ({flow.config.get('kind', 'flow') if flow.config else 'flow'})",
+        description=f"fit_flow ({type(flow).__name__})",
     )
     validation_fn = None
     if validation_data is not None:
