@@ -1,0 +1,155 @@
+"""Shared base class for bijections that hold a network: ``(module, params)`` transforms.
+
+Every flow layer in :mod:`numpyro_hgf.flows` is a
+:class:`numpyro.distributions.transforms.Transform` that carries
+
+* ``module``: a ``flax.linen`` module (a hashable dataclass): **static aux data** of the
+  pytree, so ``jit`` caches on it;
+* ``params``: the module's *inner* params dict (what ``module.init(...)["params"]`` gives,
+  exactly what :func:`numpyro.contrib.module.flax_module` registers): **data**, so a
+  distribution holding these transforms can be passed through ``jax.jit``, ``jax.vmap``
+  and ``jax.lax.map`` and is *not* recompiled when only the params change;
+* a few hashable hyper-parameters (``static_fields``: ints, floats, bools, tuples), also
+  aux data.
+
+NumPyro's ``Transform`` caches its inverse as a weakref ``_inv`` in ``__dict__``; it is
+never part of the pytree (neither data nor aux), so flattening is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import Transform
+from numpyro.distributions.util import array_equiv
+
+__all__ = ["NetworkTransform", "soft_clamp", "as_key", "coupling_split", "coupling_merge"]
+
+
+def as_key(key):
+    """``None`` -> ``PRNGKey(0)``, ``int`` -> ``PRNGKey(int)``, a key passes through."""
+    if key is None:
+        return jax.random.PRNGKey(0)
+    if isinstance(key, int):
+        return jax.random.PRNGKey(key)
+    return key
+
+
+def soft_clamp(x, bound: float):
+    """Smoothly squash ``x`` into ``(-bound, bound)``: ``bound * tanh(x / bound)``.
+
+    Used for log-scales of affine couplings / MAF (bounded Jacobians, stable training);
+    identity to first order around 0.  Shape-preserving.
+    """
+    return bound * jnp.tanh(x / bound)
+
+
+def coupling_split(x, dim: int, swap: bool):
+    """Split ``x: (..., dim)`` into ``(kept, transformed)`` halves.
+
+    The first half is ``x[..., :dim // 2]`` and the second ``x[..., dim // 2:]``;
+    ``swap=False`` keeps the first half and transforms the second, ``swap=True`` the
+    reverse (alternate it between layers so every coordinate gets transformed).
+    """
+    n1 = dim // 2
+    a, b = x[..., :n1], x[..., n1:]
+    return (b, a) if swap else (a, b)
+
+
+def coupling_merge(kept, transformed, swap: bool):
+    """Inverse of :func:`coupling_split`: ``(..., n_kept) + (..., n_t) -> (..., dim)``."""
+    parts = (transformed, kept) if swap else (kept, transformed)
+    return jnp.concatenate(parts, axis=-1)
+
+
+def coupling_sizes(dim: int, swap: bool) -> tuple[int, int]:
+    """``(n_kept, n_transformed)`` for :func:`coupling_split`."""
+    n1 = dim // 2
+    return (dim - n1, n1) if swap else (n1, dim - n1)
+
+
+class NetworkTransform(Transform):
+    """Base class: a bijection on ``real_vector`` parametrised by a flax module.
+
+    Subclasses set ``static_fields`` (names of hashable hyper-parameters, stored as aux
+    data), optionally ``data_fields`` (extra array fields, e.g. a context), and implement
+    ``__call__``, ``_inverse``, ``log_abs_det_jacobian`` and :meth:`init_args`.
+
+    Attributes:
+        module: the ``flax.linen`` module (static).
+        params: its inner params pytree (data), ``module.init(key, *init_args)["params"]``.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    static_fields: ClassVar[tuple[str, ...]] = ()
+    data_fields: ClassVar[tuple[str, ...]] = ()
+
+    module: Any
+    params: Any
+
+    def __init__(self, module, params):
+        self.module = module
+        self.params = params
+
+    # -- the network -------------------------------------------------------------------
+    def init_args(self) -> tuple:
+        """Example inputs for ``module.init`` (and :func:`flax_module` registration)."""
+        raise NotImplementedError
+
+    def apply(self, *args):
+        """``module.apply({"params": params}, *args)``."""
+        return self.module.apply({"params": self.params}, *args)
+
+    @classmethod
+    def init_params(cls, module, key, *args):
+        """Fresh inner params of ``module`` for example inputs ``args``."""
+        return module.init(as_key(key), *args)["params"]
+
+    def with_params(self, params) -> NetworkTransform:
+        """Same module and hyper-parameters, new ``params`` (no re-initialisation)."""
+        children, aux = self.tree_flatten()
+        return type(self).tree_unflatten(aux, (params,) + tuple(children[1:]))
+
+    # -- pytree ------------------------------------------------------------------------
+    def tree_flatten(self):
+        children = (self.params,) + tuple(getattr(self, f) for f in self.data_fields)
+        aux = (self.module, tuple(getattr(self, f) for f in self.static_fields))
+        return children, aux
+
+    @classmethod
+    def tree_unflatten(cls, aux_data, children):
+        module, statics = aux_data
+        self = cls.__new__(cls)
+        self.module = module
+        for name, value in zip(cls.static_fields, statics, strict=True):
+            setattr(self, name, value)
+        self.params = children[0]
+        for name, value in zip(cls.data_fields, children[1:], strict=True):
+            setattr(self, name, value)
+        return self
+
+    def eq(self, other: object, static: bool = False):
+        if type(other) is not type(self):
+            return False
+        _, aux_a = self.tree_flatten()
+        _, aux_b = other.tree_flatten()
+        if aux_a != aux_b:
+            return False
+        leaves_a, tree_a = jax.tree.flatten(self.tree_flatten()[0])
+        leaves_b, tree_b = jax.tree.flatten(other.tree_flatten()[0])
+        if tree_a != tree_b:
+            return False
+        result = True
+        for a, b in zip(leaves_a, leaves_b, strict=True):
+            result = result & array_equiv(a, b, static=static)
+        return result
+
+    def __repr__(self) -> str:
+        statics = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.static_fields)
+        return (
+            f"{type(self).__name__}({type(self.module).__name__}{', ' if statics else ''}{statics})"
+        )
