@@ -146,3 +146,22 @@ def test_bad_input_is_named():
         trainer.fit({"p": 1.0}, (jnp.zeros((3, 1)), jnp.zeros((4, 1))), 5, jax.random.key(0))
     with pytest.raises(ValueError, match="patience: early stopping needs a validation_fn"):
         trainer.fit({"p": 1.0}, jnp.zeros((3, 1)), 5, jax.random.key(0), patience=2)
+
+
+def test_auxiliary_state_is_carried_between_steps_and_frozen_on_failure():
+    # aux counts the steps taken and records the last batch mean; the loss diverges at s > 3
+    def loss(params, batch, key, aux):
+        value = jnp.where(params["s"] > 3.0, jnp.nan, (params["s"] - 10.0) ** 2)
+        return value, {"count": aux["count"] + 1, "last": jnp.mean(batch)}
+
+    trainer = Trainer(loss, optax.sgd(0.01), batch_size=2, has_aux=True, progress=False)
+    aux0 = {"count": jnp.array(0), "last": jnp.array(0.0)}
+    data = jnp.arange(6.0)[:, None]
+    result = trainer.fit({"s": jnp.array(0.0)}, data, 10, jax.random.key(0), aux=aux0)
+    assert int(result.state.aux["count"]) == 10
+    assert 0.0 <= float(result.state.aux["last"]) <= 5.0
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit({"s": jnp.array(0.0)}, data, 100, jax.random.key(0), aux=aux0)
+    assert int(info.value.last_good_state.aux["count"]) == info.value.step == 18
+    with pytest.raises(ValueError, match="aux: a loss with has_aux=True needs an initial"):
+        trainer.fit({"s": jnp.array(0.0)}, data, 5, jax.random.key(0))

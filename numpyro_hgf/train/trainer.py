@@ -14,7 +14,10 @@ stopping, and stops with :class:`NonFiniteLossError` (naming the step and holdin
 good state) when the loss stops being finite.  The same key gives the same params.
 
 A loss is ``loss_fn(params, batch, key) -> scalar`` where ``batch`` is a pytree of
-arrays whose leading axis is the minibatch.
+arrays whose leading axis is the minibatch.  With ``has_aux=True`` it is
+``loss_fn(params, batch, key, aux) -> (scalar, new_aux)``: ``aux`` is non-differentiated
+state carried from step to step inside the scan (persistent MCMC chains, running
+statistics), checkpointed and frozen with the params.
 """
 
 from __future__ import annotations
@@ -46,13 +49,15 @@ LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
 
 class TrainState(NamedTuple):
-    """State carried between steps (a pytree; ``ema_params`` is ``None`` without EMA)."""
+    """State carried between steps (a pytree; ``ema_params`` is ``None`` without EMA,
+    ``aux`` is ``None`` unless the loss carries auxiliary state)."""
 
     step: jax.Array
     params: Any
     opt_state: Any
     ema_params: Any
     key: jax.Array
+    aux: Any = None
 
 
 class TrainResult(NamedTuple):
@@ -110,10 +115,14 @@ def _num_examples(data) -> int:
     return sizes.pop()
 
 
-def init_train_state(params, optimizer: optax.GradientTransformation, key, ema: bool = False):
+def init_train_state(
+    params, optimizer: optax.GradientTransformation, key, ema: bool = False, aux=None
+):
     """Fresh :class:`TrainState` at step 0."""
     ema_params = jax.tree.map(jnp.asarray, params) if ema else None
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), ema_params, key)
+    return TrainState(
+        jnp.zeros((), jnp.int32), params, optimizer.init(params), ema_params, key, aux
+    )
 
 
 def build_dispatch(
@@ -123,6 +132,7 @@ def build_dispatch(
     batch_size: int,
     steps_per_dispatch: int,
     ema_decay: float | None = None,
+    has_aux: bool = False,
 ):
     """Pure ``dispatch(state, data, num_active) -> (state, losses, first_bad)``.
 
@@ -139,13 +149,19 @@ def build_dispatch(
         num = jax.tree_util.tree_leaves(data)[0].shape[0]
         idx = jax.random.randint(batch_key, (batch_size,), 0, num)
         batch = jax.tree.map(lambda a: a[idx], data)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, loss_key)
+        if has_aux:
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, batch, loss_key, state.aux
+            )
+        else:
+            loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, loss_key)
+            aux = state.aux
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema_params = state.ema_params
         if ema_decay is not None:
             ema_params = optax.incremental_update(params, ema_params, 1.0 - ema_decay)
-        new = TrainState(state.step + 1, params, opt_state, ema_params, key)
+        new = TrainState(state.step + 1, params, opt_state, ema_params, key, aux)
         return new, loss
 
     def dispatch(state: TrainState, data, num_active):
@@ -182,6 +198,9 @@ class Trainer:
         steps_per_dispatch: optimizer steps per ``lax.scan`` dispatch.
         ema_decay: keep an exponential moving average of the params (e.g. ``0.999``).
         clip_norm: clip gradients by global norm before the optimizer.
+        has_aux: the loss is ``loss_fn(params, batch, key, aux) -> (loss, new_aux)`` and
+            carries ``aux`` state from step to step (give its initial value to
+            :meth:`init` / :meth:`fit`).
         progress: show a progress bar (``None``: on unless ``NUMPYRO_HGF_PROGRESS=0``).
 
     Example::
@@ -201,6 +220,7 @@ class Trainer:
         clip_norm: float | None = None,
         progress: bool | None = None,
         description: str = "training",
+        has_aux: bool = False,
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
@@ -224,6 +244,7 @@ class Trainer:
         self.ema_decay = ema_decay
         self.progress = progress
         self.description = description
+        self.has_aux = bool(has_aux)
         self._dispatch = jax.jit(
             build_dispatch(
                 loss_fn,
@@ -231,12 +252,17 @@ class Trainer:
                 batch_size=self.batch_size,
                 steps_per_dispatch=self.steps_per_dispatch,
                 ema_decay=ema_decay,
+                has_aux=self.has_aux,
             )
         )
 
-    def init(self, params, key) -> TrainState:
-        """Initial state for ``params`` and a ``jax.random`` key."""
-        return init_train_state(params, self.optimizer, key, ema=self.ema_decay is not None)
+    def init(self, params, key, aux=None) -> TrainState:
+        """Initial state for ``params``, a ``jax.random`` key and the loss's ``aux`` state."""
+        if self.has_aux and aux is None:
+            raise ValueError("aux: a loss with has_aux=True needs an initial aux state, got None")
+        return init_train_state(
+            params, self.optimizer, key, ema=self.ema_decay is not None, aux=aux
+        )
 
     def step(self, state: TrainState, data, num_steps: int | None = None):
         """Run one dispatch (``steps_per_dispatch`` steps, or the first ``num_steps``).
@@ -261,6 +287,7 @@ class Trainer:
         key,
         *,
         state: TrainState | None = None,
+        aux=None,
         validation_fn: Callable[[Any], float] | None = None,
         validate_every: int | None = None,
         patience: int | None = None,
@@ -274,6 +301,7 @@ class Trainer:
             key: ``jax.random`` key; the same key gives the same params.
             state: resume from this state (e.g. ``error.last_good_state`` or a previous
                 ``result.state``) instead of initialising.
+            aux: initial auxiliary state when the trainer has ``has_aux=True``.
             validation_fn: ``params -> float`` (lower is better), called every
                 ``validate_every`` steps on the params in use (EMA when on).
             patience: stop after this many validations without improvement and return
@@ -299,7 +327,7 @@ class Trainer:
                 "validate_every", validate_every or self.steps_per_dispatch
             )
         if state is None:
-            state = self.init(params, key)
+            state = self.init(params, key, aux)
 
         use = (lambda s: s.ema_params) if self.ema_decay is not None else (lambda s: s.params)
         history: list[np.ndarray] = []

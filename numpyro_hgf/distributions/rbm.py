@@ -1,0 +1,538 @@
+"""``BernoulliRBM``: a restricted Boltzmann machine over binary vectors as a NumPyro distribution.
+
+Row "RBM / Boltzmann machine" of the package's table: learned field = weights and biases,
+path = a block-Gibbs chain, objective = contrastive divergence
+(:func:`numpyro_hgf.objectives.contrastive.contrastive_divergence`).
+
+An RBM with visible ``v ∈ {0,1}^V`` and hidden ``h ∈ {0,1}^H`` units has energy
+
+    E(v, h) = -b_vᵀ v - b_hᵀ h - vᵀ W h,     p(v, h) = exp(-E(v, h)) / Z,
+
+both conditionals factorise (``p(h_j = 1 | v) = σ(b_h,j + (vᵀW)_j)``,
+``p(v_i = 1 | h) = σ(b_v,i + (W h)_i)``), and summing out ``h`` gives the free energy
+
+    F(v) = -b_vᵀ v - Σ_j softplus(b_h,j + (vᵀ W)_j),     p(v) = exp(-F(v)) / Z.
+
+``log Z`` is computed *exactly* by enumerating the ``2^k`` states of the smaller layer
+when ``k = min(V, H) <= 20`` (in chunks under ``lax.map``, so memory stays bounded), and
+otherwise estimated by annealed importance sampling (Salakhutdinov & Murray 2008) with the
+generic driver :func:`numpyro_hgf.ais.annealed_importance_sampling`.
+
+The pure functions (``rbm_*``) take ``params = {"W": (V, H), "b_visible": (V,),
+"b_hidden": (H,)}``; the class wraps them as a NumPyro distribution.
+
+References:
+    P. Smolensky (1986); G. E. Hinton, "Training products of experts by minimizing
+    contrastive divergence", Neural Computation 14 (2002); R. Salakhutdinov and I. Murray,
+    "On the quantitative analysis of deep belief networks", ICML 2008.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import Distribution, constraints
+from numpyro.distributions.util import validate_sample
+
+from numpyro_hgf._checks import (
+    _describe,
+    check_choice,
+    check_event_shape,
+    check_finite,
+    check_positive_int,
+    is_concrete,
+)
+from numpyro_hgf.ais import AISResult, annealed_importance_sampling, piecewise_linear_betas
+from numpyro_hgf.io import register_model
+
+__all__ = [
+    "BernoulliRBM",
+    "EXACT_MAX_UNITS",
+    "check_binary",
+    "rbm_free_energy",
+    "rbm_hidden_probs",
+    "rbm_visible_probs",
+    "rbm_gibbs_sweep",
+    "rbm_log_normalizer_exact",
+    "rbm_log_normalizer_ais",
+    "rbm_mean_field_visible",
+    "logsumexp_over_binary_states",
+]
+
+#: Largest layer (number of units) whose ``2^k`` states are enumerated for an exact ``log Z``.
+EXACT_MAX_UNITS = 20
+_CHUNK = 2**14  # states per enumeration chunk (bounded memory: _CHUNK x max(V, H) floats)
+
+
+# --------------------------------------------------------------------------------------------
+# pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def check_binary(name: str, x) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless a concrete ``x`` holds only 0s and 1s."""
+    if not is_concrete(x):
+        return
+    arr = np.asarray(x)
+    if arr.dtype == bool:
+        return
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name}: expected a numeric array of 0s and 1s, got {_describe(x)}")
+    bad = ~((arr == 0) | (arr == 1))
+    if np.any(bad):
+        example = arr[bad].ravel()[:3].tolist()
+        raise ValueError(
+            f"{name}: expected binary values in {{0, 1}}, got {int(bad.sum())} other "
+            f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (e.g. {example}) in {_describe(x)}"
+        )
+
+
+def rbm_free_energy(params, v):
+    """``F(v) = -b_vᵀv - Σ_j softplus(b_h,j + (vᵀW)_j)``; ``v: (..., V) -> (...)``."""
+    v = jnp.asarray(v, params["W"].dtype)
+    pre = v @ params["W"] + params["b_hidden"]
+    return -(v @ params["b_visible"]) - jnp.sum(jax.nn.softplus(pre), axis=-1)
+
+
+def rbm_hidden_probs(params, v):
+    """``p(h = 1 | v) = σ(vW + b_h)``; ``v: (..., V) -> (..., H)``."""
+    return jax.nn.sigmoid(jnp.asarray(v, params["W"].dtype) @ params["W"] + params["b_hidden"])
+
+
+def rbm_visible_probs(params, h):
+    """``p(v = 1 | h) = σ(W h + b_v)``; ``h: (..., H) -> (..., V)``."""
+    return jax.nn.sigmoid(jnp.asarray(h, params["W"].dtype) @ params["W"].T + params["b_visible"])
+
+
+def rbm_gibbs_sweep(params, key, v):
+    """One block-Gibbs sweep ``h ~ p(h | v)``, ``v ~ p(v | h)``; ``v: (..., V)`` (float 0/1)."""
+    kh, kv = jax.random.split(key)
+    dtype = params["W"].dtype
+    h = jax.random.bernoulli(kh, rbm_hidden_probs(params, v)).astype(dtype)
+    return jax.random.bernoulli(kv, rbm_visible_probs(params, h)).astype(dtype)
+
+
+def logsumexp_over_binary_states(fn, k: int, *, spins: bool = False, dtype=jnp.float32):
+    """``logsumexp`` of ``fn(states)`` over all ``2^k`` binary vectors of length ``k``.
+
+    ``fn: (C, k) -> (C,)`` is evaluated on chunks of at most ``2^14`` states (under
+    ``lax.map``), so memory is bounded for ``k`` up to :data:`EXACT_MAX_UNITS`.  States are
+    ``{0, 1}`` (or ``{-1, +1}`` with ``spins=True``); differentiable through ``fn``.
+    """
+    total = 2**k
+    chunk = min(total, _CHUNK)
+    bits = jnp.arange(k, dtype=jnp.int32)
+
+    def states(start):
+        idx = start + jnp.arange(chunk, dtype=jnp.int32)
+        s = ((idx[:, None] >> bits) & 1).astype(dtype)
+        return 2.0 * s - 1.0 if spins else s
+
+    def chunk_lse(start):
+        return jax.scipy.special.logsumexp(fn(states(start)))
+
+    if total == chunk:
+        return chunk_lse(jnp.int32(0))
+    starts = jnp.arange(0, total, chunk, dtype=jnp.int32)
+    return jax.scipy.special.logsumexp(jax.lax.map(chunk_lse, starts))
+
+
+def rbm_log_normalizer_exact(params):
+    """Exact ``log Z`` by enumerating the smaller layer (``min(V, H) <= 20``)."""
+    W, b, c = params["W"], params["b_visible"], params["b_hidden"]
+    V, H = W.shape
+    if min(V, H) > EXACT_MAX_UNITS:
+        raise ValueError(
+            f"params: exact log Z enumerates 2^min(V, H) states and needs min(V, H) <= "
+            f"{EXACT_MAX_UNITS}, got V={V}, H={H}; use method='ais'"
+        )
+    if H <= V:
+        # sum over h of exp(b_hᵀh) prod_i (1 + exp(b_v,i + (W h)_i))
+        fn = lambda h: h @ c + jnp.sum(jax.nn.softplus(h @ W.T + b), axis=-1)
+        return logsumexp_over_binary_states(fn, H, dtype=W.dtype)
+    return logsumexp_over_binary_states(lambda v: -rbm_free_energy(params, v), V, dtype=W.dtype)
+
+
+def _log_odds(p, eps=1e-3):
+    p = jnp.clip(p, eps, 1.0 - eps)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+def rbm_mean_field_visible(params, num_iters: int = 50, damping: float = 0.5):
+    """Mean-field visible marginals ``m ≈ E[v]``: damped iterations of
+    ``m <- σ(b_v + W σ(b_h + Wᵀ m))`` from ``σ(b_v)``; ``(V,)``."""
+    W, b, c = params["W"], params["b_visible"], params["b_hidden"]
+
+    def body(_, m):
+        new = jax.nn.sigmoid(b + W @ jax.nn.sigmoid(c + m @ W))
+        return damping * m + (1.0 - damping) * new
+
+    return jax.lax.fori_loop(0, num_iters, body, jax.nn.sigmoid(b))
+
+
+def rbm_log_normalizer_ais(params, key, base_visible_bias, betas, num_chains: int) -> AISResult:
+    """AIS estimate of ``log Z`` (Salakhutdinov & Murray 2008).
+
+    Base: the RBM with ``W = 0``, ``b_h = 0`` and visible biases ``base_visible_bias``
+    (``None``: the log-odds of the mean-field visible marginals)
+    (independent Bernoulli visibles, ``log Z_A = H log 2 + Σ_i softplus(b_A,i)``, drawn
+    exactly).  Intermediate distributions interpolate the parameters,
+    ``p_β ∝ RBM(βW, (1-β) b_A + β b_v, β b_h)`` -- the marginal of the geometric path on
+    the joint ``(v, h)``; the weights use the marginals ``p*_β(v)`` (hidden units summed
+    out), and the transitions are block-Gibbs sweeps of ``p_β``.
+
+    Returns an :class:`~numpyro_hgf.ais.AISResult` whose ``log_normalizer_ratio`` is the
+    estimate of ``log Z`` itself (the base normaliser added back).
+    """
+    W, b, c = params["W"], params["b_visible"], params["b_hidden"]
+    V, H = W.shape
+    if base_visible_bias is None:
+        base_visible_bias = _log_odds(rbm_mean_field_visible(params))
+    b_a = jnp.asarray(base_visible_bias, W.dtype)
+    log_z_base = H * math.log(2.0) + jnp.sum(jax.nn.softplus(b_a))
+
+    def log_density(v, beta):
+        vis = (1.0 - beta) * b_a + beta * b
+        return v @ vis + jnp.sum(jax.nn.softplus(beta * (v @ W + c)), axis=-1)
+
+    def transition(key, v, beta):
+        kh, kv = jax.random.split(key)
+        h = jax.random.bernoulli(kh, jax.nn.sigmoid(beta * (v @ W + c))).astype(W.dtype)
+        logits = (1.0 - beta) * b_a + beta * (b + h @ W.T)
+        return jax.random.bernoulli(kv, jax.nn.sigmoid(logits)).astype(W.dtype)
+
+    k0, k1 = jax.random.split(key)
+    v0 = jax.random.bernoulli(k0, jax.nn.sigmoid(b_a), (num_chains, V)).astype(W.dtype)
+    res = annealed_importance_sampling(
+        k1,
+        v0,
+        lambda v: log_density(v, 0.0),
+        lambda v: -rbm_free_energy(params, v),
+        transition,
+        betas,
+        log_density=log_density,
+    )
+    return res._replace(log_normalizer_ratio=res.log_normalizer_ratio + log_z_base)
+
+
+_exact_log_z = jax.jit(rbm_log_normalizer_exact)
+_ais_log_z = jax.jit(rbm_log_normalizer_ais, static_argnames=("num_chains",))
+
+
+@functools.partial(jax.jit, static_argnames=("num_chains",))
+def _sample_chains(params, key, num_steps, num_chains: int):
+    # start at Bernoulli(σ(b_v)); the number of sweeps is a traced loop bound, so one
+    # compiled function serves any num_gibbs_steps
+    k0, k1 = jax.random.split(key)
+    b = params["b_visible"]
+    v0 = jax.random.bernoulli(k0, jax.nn.sigmoid(b), (num_chains, b.shape[0])).astype(b.dtype)
+    return jax.lax.fori_loop(
+        0,
+        num_steps,
+        lambda i, v: rbm_gibbs_sweep(params, jax.random.fold_in(k1, i), v),
+        v0,
+    )
+
+
+@jax.jit
+def _log_prob_exact(params, v):
+    return -rbm_free_energy(params, v) - rbm_log_normalizer_exact(params)
+
+
+@jax.jit
+def _log_prob_given(params, log_z, v):
+    return -rbm_free_energy(params, v) - log_z
+
+
+_free_energy = jax.jit(rbm_free_energy)
+
+
+# --------------------------------------------------------------------------------------------
+# the distribution
+# --------------------------------------------------------------------------------------------
+
+
+@register_model("bernoulli_rbm")
+class BernoulliRBM(Distribution):
+    """Restricted Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V``.
+
+    Args:
+        W: ``(V, H)`` weights.
+        b_visible: ``(V,)`` visible biases (default zeros).
+        b_hidden: ``(H,)`` hidden biases (default zeros).
+        num_gibbs_steps: block-Gibbs sweeps used by :meth:`sample` (default 1000): each
+            sample is the end of an independent chain started from
+            ``Bernoulli(σ(b_visible))`` after ``num_gibbs_steps`` sweeps
+            ``h ~ p(h | v), v ~ p(v | h)``.  Static (aux) field; set it here.
+        log_normalizer: a known or estimated ``log Z`` to use in :meth:`log_prob`
+            (see :meth:`with_log_normalizer`).
+        validate_args: NumPyro's argument validation.
+
+    Shapes: ``event_shape = (V,)``, ``batch_shape = ()``;
+    ``sample(key, sample_shape) -> (*sample_shape, V)`` float 0/1;
+    ``log_prob(v: (..., V)) -> (...)``.
+
+    ``log_prob(v) = -F(v) - log Z``.  ``log Z`` is (in order) the value attached with
+    :meth:`with_log_normalizer`, else computed exactly when ``min(V, H) <= 20`` (by
+    enumerating the smaller layer; jit-safe), else :meth:`log_prob` raises a
+    ``ValueError`` asking for ``rbm.with_log_normalizer(rbm.log_normalizer(method="ais",
+    key=key))``.  :meth:`unnormalized_log_prob` is ``-F(v)`` (known up to the constant
+    ``log Z``).  Non-binary values are a ``ValueError`` naming ``value``.
+
+    The weights and biases (and an attached ``log Z``) are pytree data: the RBM passes
+    through ``jit``/``vmap``/``grad``; :attr:`params` / :meth:`with_params` are the seam
+    trainers differentiate through.
+    """
+
+    arg_constraints = {
+        "W": constraints.real_matrix,
+        "b_visible": constraints.real_vector,
+        "b_hidden": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.boolean, 1)
+    pytree_data_fields = ("W", "b_visible", "b_hidden", "log_z")
+    pytree_aux_fields = ("num_gibbs_steps",)
+
+    def __init__(
+        self,
+        W,
+        b_visible=None,
+        b_hidden=None,
+        *,
+        num_gibbs_steps: int = 1000,
+        log_normalizer=None,
+        validate_args=None,
+    ):
+        W = jnp.asarray(W)
+        if not jnp.issubdtype(W.dtype, jnp.floating):
+            W = W.astype(jnp.float32)
+        if W.ndim != 2:
+            raise ValueError(f"W: expected a (V, H) matrix, got an array of shape {W.shape}")
+        V, H = W.shape
+        if V == 0 or H == 0:
+            raise ValueError(f"W: expected at least one visible and one hidden unit, got {W.shape}")
+        b_visible = jnp.zeros(V, W.dtype) if b_visible is None else jnp.asarray(b_visible, W.dtype)
+        b_hidden = jnp.zeros(H, W.dtype) if b_hidden is None else jnp.asarray(b_hidden, W.dtype)
+        if b_visible.shape != (V,):
+            raise ValueError(
+                f"b_visible: expected shape ({V},) to match W {W.shape}, got {b_visible.shape}"
+            )
+        if b_hidden.shape != (H,):
+            raise ValueError(
+                f"b_hidden: expected shape ({H},) to match W {W.shape}, got {b_hidden.shape}"
+            )
+        for name, x in (("W", W), ("b_visible", b_visible), ("b_hidden", b_hidden)):
+            check_finite(name, x)
+        self.W, self.b_visible, self.b_hidden = W, b_visible, b_hidden
+        self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
+        if log_normalizer is not None:
+            log_normalizer = jnp.asarray(log_normalizer, W.dtype)
+            if log_normalizer.shape != ():
+                raise ValueError(
+                    f"log_normalizer: expected a scalar, got shape {log_normalizer.shape}"
+                )
+            check_finite("log_normalizer", log_normalizer)
+        self.log_z = log_normalizer
+        super().__init__(batch_shape=(), event_shape=(V,), validate_args=validate_args)
+
+    # -- params -------------------------------------------------------------------------
+    @property
+    def num_visible(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def num_hidden(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def params(self) -> dict:
+        """``{"W": (V, H), "b_visible": (V,), "b_hidden": (H,)}``."""
+        return {"W": self.W, "b_visible": self.b_visible, "b_hidden": self.b_hidden}
+
+    def with_params(self, params) -> BernoulliRBM:
+        """A new RBM with ``params`` (a dict like :attr:`params`); an attached ``log Z`` is
+        dropped (it belongs to the old params).  Differentiable in ``params``."""
+        missing = {"W", "b_visible", "b_hidden"} - set(params)
+        if missing:
+            raise ValueError(
+                f"params: expected keys ['W', 'b_visible', 'b_hidden'], got {sorted(params)}"
+            )
+        return BernoulliRBM(
+            params["W"],
+            params["b_visible"],
+            params["b_hidden"],
+            num_gibbs_steps=self.num_gibbs_steps,
+            validate_args=self._validate_args,
+        )
+
+    def with_log_normalizer(self, value) -> BernoulliRBM:
+        """The same RBM with ``log Z = value`` attached (e.g. an AIS estimate), used by
+        :meth:`log_prob` instead of enumeration or an error."""
+        if isinstance(value, AISResult):
+            value = value.log_normalizer_ratio
+        return BernoulliRBM(
+            self.W,
+            self.b_visible,
+            self.b_hidden,
+            num_gibbs_steps=self.num_gibbs_steps,
+            log_normalizer=value,
+            validate_args=self._validate_args,
+        )
+
+    # -- densities -----------------------------------------------------------------------
+    def free_energy(self, value):
+        """``F(v)``; ``value: (..., V) -> (...)``."""
+        check_event_shape("value", value, self.event_shape)
+        check_binary("value", value)
+        return _free_energy(self.params, value)
+
+    def unnormalized_log_prob(self, value):
+        """``-F(v) = log p(v) + log Z``: the log probability up to the constant ``log Z``."""
+        return -self.free_energy(value)
+
+    @property
+    def exact_log_normalizer_available(self) -> bool:
+        """Whether ``log Z`` can be enumerated (``min(V, H) <= 20``)."""
+        return min(self.num_visible, self.num_hidden) <= EXACT_MAX_UNITS
+
+    def _check_log_z_available(self):
+        if self.log_z is not None or self.exact_log_normalizer_available:
+            return
+        raise ValueError(
+            f"log_prob: the log normalizer of an RBM with V={self.num_visible} visible and "
+            f"H={self.num_hidden} hidden units cannot be enumerated (min(V, H) > "
+            f"{EXACT_MAX_UNITS}); estimate it by AIS and attach it first: "
+            "rbm = rbm.with_log_normalizer(rbm.log_normalizer(method='ais', key=key)), "
+            "or use rbm.unnormalized_log_prob(v)"
+        )
+
+    @validate_sample
+    def log_prob(self, value):
+        """``log p(v) = -F(v) - log Z`` (see the class docstring for ``log Z``)."""
+        check_event_shape("value", value, self.event_shape)
+        check_binary("value", value)
+        self._check_log_z_available()
+        if self.log_z is not None:
+            return _log_prob_given(self.params, self.log_z, value)
+        return _log_prob_exact(self.params, value)
+
+    def log_normalizer(
+        self,
+        method: str = "exact",
+        *,
+        key=None,
+        num_chains: int = 100,
+        num_betas: int = 10_000,
+        betas=None,
+        data=None,
+        base_visible_bias=None,
+        return_result: bool = False,
+    ):
+        """``log Z``, exactly or by annealed importance sampling.
+
+        Args:
+            method: ``"exact"`` (enumerate the smaller layer; ``min(V, H) <= 20``) or
+                ``"ais"`` (Salakhutdinov & Murray 2008, see :func:`rbm_log_normalizer_ais`).
+            key: ``jax.random`` key (AIS only).
+            num_chains: independent AIS runs.
+            num_betas: number of inverse temperatures, spread like Salakhutdinov &
+                Murray's schedule (1/29 of them on [0, 0.5), 8/29 on [0.5, 0.9), the rest
+                on [0.9, 1]); ``betas`` overrides it.
+            data: optional ``(n, V)`` binary data: the base visible biases are the
+                smoothed data log-odds (the "base-rate" model).  Without ``data`` and
+                ``base_visible_bias`` they are the log-odds of the model's mean-field
+                visible marginals (:func:`rbm_mean_field_visible`).
+            base_visible_bias: ``(V,)`` base visible biases (overrides ``data``).
+            return_result: return the :class:`~numpyro_hgf.ais.AISResult` (its
+                ``log_normalizer_ratio`` is ``log Z``; ``stderr`` its standard error).
+
+        Returns:
+            A scalar ``log Z`` (or the ``AISResult`` with ``return_result``; for
+            ``"exact"`` the result has ``stderr = 0`` and no samples).
+        """
+        check_choice("method", method, ("exact", "ais"))
+        if method == "exact":
+            if not self.exact_log_normalizer_available:
+                raise ValueError(
+                    f"method: 'exact' enumerates 2^min(V, H) states and needs min(V, H) <= "
+                    f"{EXACT_MAX_UNITS}, got V={self.num_visible}, H={self.num_hidden}; "
+                    "use method='ais'"
+                )
+            log_z = _exact_log_z(self.params)
+            if return_result:
+                zero = jnp.zeros((), log_z.dtype)
+                return AISResult(log_z, jnp.zeros((1,), log_z.dtype), None, zero)
+            return log_z
+        if key is None:
+            raise TypeError("key: expected a jax.random key for method='ais', got None")
+        num_chains = check_positive_int("num_chains", num_chains)
+        if betas is None:
+            num_betas = check_positive_int("num_betas", num_betas)
+            if num_betas < 2:
+                raise ValueError(f"num_betas: expected at least 2, got {num_betas}")
+            betas = piecewise_linear_betas(num_betas)
+        if base_visible_bias is None and data is not None:
+            data = jnp.asarray(data)
+            check_event_shape("data", data, self.event_shape)
+            check_binary("data", data)
+            data = data.reshape(-1, self.num_visible)
+            p = (jnp.sum(data, axis=0) + 0.5) / (data.shape[0] + 1.0)
+            base_visible_bias = _log_odds(p)
+        if base_visible_bias is not None:
+            base_visible_bias = jnp.asarray(base_visible_bias, self.W.dtype)
+            if base_visible_bias.shape != (self.num_visible,):
+                raise ValueError(
+                    f"base_visible_bias: expected shape ({self.num_visible},), got "
+                    f"{base_visible_bias.shape}"
+                )
+        res = _ais_log_z(
+            self.params, key, base_visible_bias, jnp.asarray(betas), num_chains=num_chains
+        )
+        return res if return_result else res.log_normalizer_ratio
+
+    # -- sampling ------------------------------------------------------------------------
+    def gibbs_step(self, key, v):
+        """One block-Gibbs sweep ``h ~ p(h | v)``, ``v ~ p(v | h)``; ``v: (..., V)``."""
+        return rbm_gibbs_sweep(self.params, key, v)
+
+    def sample(self, key, sample_shape=()):
+        """Independent Gibbs chains: start ``v ~ Bernoulli(σ(b_visible))``, run
+        :attr:`num_gibbs_steps` block sweeps, return the last state (float 0/1)."""
+        sample_shape = tuple(sample_shape)
+        n = int(np.prod(sample_shape, dtype=np.int64))
+        v = _sample_chains(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=n)
+        return v.reshape(sample_shape + self.event_shape)
+
+    # -- saving ----------------------------------------------------------------------------
+    def save_config(self) -> dict:
+        return {
+            "num_visible": self.num_visible,
+            "num_hidden": self.num_hidden,
+            "num_gibbs_steps": self.num_gibbs_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> BernoulliRBM:
+        """A template RBM (zero params) with the shapes of :meth:`save_config`."""
+        keys = ("num_visible", "num_hidden")
+        missing = [k for k in keys if k not in config]
+        if missing:
+            raise ValueError(
+                f"config: expected keys {list(keys)}, got {sorted(config)} (missing {missing})"
+            )
+        V = check_positive_int("num_visible", config["num_visible"])
+        H = check_positive_int("num_hidden", config["num_hidden"])
+        return cls(
+            jnp.zeros((V, H), jnp.float32),
+            num_gibbs_steps=int(config.get("num_gibbs_steps", 1000)),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BernoulliRBM(num_visible={self.num_visible}, num_hidden={self.num_hidden}, "
+            f"num_gibbs_steps={self.num_gibbs_steps})"
+        )
