@@ -136,3 +136,4 @@ def load(path):
 def _import_model_modules() -> None:
     """Import the modules that register saveable kinds (they register on import)."""
     import numpyro_hgf.distributions  # noqa: F401
+    import numpyro_hgf.flows  # noqa: F401

@@ -18,6 +18,11 @@ from numpyro_hgf.flows.autoregressive import MaskedAutoregressiveTransform
 from numpyro_hgf.flows.base import NetworkTransform, soft_clamp
 from numpyro_hgf.flows.build import FLOW_KINDS, build_flow, flax_flow
 from numpyro_hgf.flows.coupling import AffineCouplingTransform
+from numpyro_hgf.flows.hamiltonian import (
+    HamiltonianNet,
+    HamiltonianTransform,
+    NeuralHamiltonianFlow,
+)
 from numpyro_hgf.flows.planar import PlanarParams, PlanarTransform, planar_inverse
 from numpyro_hgf.flows.radial import RadialParams, RadialTransform, radial_inverse
 from numpyro_hgf.flows.spline import (
@@ -29,6 +34,9 @@ from numpyro_hgf.flows.spline import (
 __all__ = [
     "FLOW_KINDS",
     "AffineCouplingTransform",
+    "HamiltonianNet",
+    "HamiltonianTransform",
+    "NeuralHamiltonianFlow",
     "MaskedAutoregressiveTransform",
     "NetworkTransform",
     "PlanarParams",
