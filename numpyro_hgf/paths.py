@@ -64,7 +64,9 @@ def _gaussian_conditional_mean(x, mean_x, mean_v, cov_vx, cov_x):
 
     ``x: (..., d)``; ``mean_x, mean_v: (d,)``; ``cov_vx, cov_x: (d, d)``.
     """
-    solved = jnp.linalg.solve(cov_x, (x - mean_x).T).T
+    # solve against a trailing column so any leading batch dims broadcast (a transpose
+    # ``.T`` would reverse all axes and mix batch dims with the event dim)
+    solved = jnp.linalg.solve(cov_x, (x - mean_x)[..., None])[..., 0]
     return mean_v + solved @ cov_vx.T
 
 
@@ -113,8 +115,11 @@ class HamiltonianPath:
         raise NotImplementedError
 
     # -- checks ------------------------------------------------------------------------
-    def check_data(self, x0) -> None:
-        """Raise if ``x0`` cannot start this path (e.g. outside the reflection box)."""
+    def check_data(self, x0, name: str = "x0") -> None:
+        """Raise if ``x0`` cannot start this path (e.g. outside the reflection box).
+
+        ``name`` is the argument named in the error (``"data"`` for a trainer).
+        """
 
     def check_time(self, t) -> None:
         lo, hi = self.time_range
@@ -314,12 +319,12 @@ class ReflectionPath(HamiltonianPath):
     def horizon(self) -> float:
         return self.T
 
-    def check_data(self, x0) -> None:
+    def check_data(self, x0, name: str = "x0") -> None:
         if is_concrete(x0):
             arr = np.asarray(x0)
             if arr.size and (arr.min() < self.low or arr.max() > self.high):
                 raise ValueError(
-                    f"x0: expected data inside the reflection box [{self.low}, {self.high}], "
+                    f"{name}: expected data inside the reflection box [{self.low}, {self.high}], "
                     f"got values in [{arr.min():.4g}, {arr.max():.4g}]"
                 )
 

@@ -13,6 +13,7 @@ times, the solver and the trace settings are static, so they pass through ``jit`
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,35 @@ EXACT_TRACE_MAX_DIM = 16
 def _flatten_batch(value, event_shape):
     batch_shape = value.shape[: value.ndim - len(event_shape)]
     return value.reshape((-1, *event_shape)), batch_shape
+
+
+# The solves run through ``jax.jit`` with the flow itself as a (pytree) argument: its
+# params and base arrays are traced, its module, times and solver settings are static
+# (hashable aux data).  Without this, every eager ``log_prob`` / ``sample`` call would
+# hand diffrax a fresh closure and recompile the whole solve (seconds per call); with
+# it, calls on flows of the same configuration reuse one compiled function.  Inside a
+# user's ``jit`` / ``grad`` / ``vmap`` the inner ``jit`` is inlined as usual.
+@partial(jax.jit, static_argnums=(2,))
+def _jit_log_prob(flow, flat, solver):
+    return ode_log_prob(
+        flow.field,
+        flat,
+        flow.t0,
+        flow.t1,
+        flow.base.log_prob,
+        solver,
+        trace=flow.trace,
+        key=flow.probe_key,
+        num_probes=flow.num_probes,
+    )
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _jit_sample(flow, key, sample_shape, solver):
+    z = flow.base.sample(key, sample_shape)
+    flat, batch_shape = _flatten_batch(z, flow.event_shape)
+    result = solve_ode(flow.field, flat, flow.t0, flow.t1, solver)
+    return result.value.reshape(*batch_shape, *flow.event_shape), result.nfe
 
 
 @register_model("continuous_flow")
@@ -133,10 +163,7 @@ class ContinuousFlow(dist.Distribution):
     def sample_with_nfe(self, key, sample_shape=(), solver=None):
         """``(samples: (*sample_shape, *event_shape), nfe)``; ``solver`` overrides the default."""
         solver = self.sample_solver if solver is None else ODESolver.of(solver)
-        z = self.base.sample(key, sample_shape)
-        flat, batch_shape = _flatten_batch(z, self.event_shape)
-        result = solve_ode(self.field, flat, self.t0, self.t1, solver)
-        return result.value.reshape(*batch_shape, *self.event_shape), result.nfe
+        return _jit_sample(self, key, tuple(sample_shape), solver)
 
     def sample(self, key, sample_shape=()):
         return self.sample_with_nfe(key, sample_shape)[0]
@@ -146,17 +173,7 @@ class ContinuousFlow(dist.Distribution):
         check_event_shape("value", value, self.event_shape)
         solver = self.solver if solver is None else ODESolver.of(solver)
         flat, batch_shape = _flatten_batch(jnp.asarray(value), self.event_shape)
-        result = ode_log_prob(
-            self.field,
-            flat,
-            self.t0,
-            self.t1,
-            self.base.log_prob,
-            solver,
-            trace=self.trace,
-            key=self.probe_key,
-            num_probes=self.num_probes,
-        )
+        result = _jit_log_prob(self, flat, solver)
         return result.value.reshape(batch_shape), result.nfe
 
     def log_prob(self, value):

@@ -84,7 +84,7 @@ def fit_velocity(
     if data.ndim < 2:
         raise ValueError(f"data: expected an array of shape (n, *event_shape), got {data.shape}")
     check_finite("data", data)
-    path.check_data(data)
+    path.check_data(data, name="data")
     steps = check_positive_int("steps", steps)
     event_shape = tuple(data.shape[1:])
     if velocity is None:
