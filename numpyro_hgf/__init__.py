@@ -8,11 +8,16 @@ __version__ = "0.1.0"
 
 from numpyro_hgf import (  # noqa: E402
     datasets,
+    dynamics,
     distributions,
     flows,
     guides,
     metrics,
     nn,
+    objectives,
+    odeflow,
+    paths,
+    samplers,
     train,
 )
 from numpyro_hgf.io import load, save  # noqa: E402
@@ -26,6 +31,11 @@ __all__ = [
     "load",
     "metrics",
     "nn",
+    "objectives",
+    "odeflow",
+    "dynamics",
+    "paths",
+    "samplers",
     "save",
     "train",
 ]

@@ -1,0 +1,16 @@
+"""NumPyro distributions backed by learned generative models."""
+
+from numpyro_hgf.distributions.boltzmann import BoltzmannMachine
+from numpyro_hgf.distributions.continuous_flow import ContinuousFlow, HGFPrior
+from numpyro_hgf.distributions.energy import EnergyBasedModel
+from numpyro_hgf.distributions.normalizing_flow import NormalizingFlow
+from numpyro_hgf.distributions.rbm import BernoulliRBM
+
+__all__ = [
+    "BernoulliRBM",
+    "BoltzmannMachine",
+    "ContinuousFlow",
+    "EnergyBasedModel",
+    "HGFPrior",
+    "NormalizingFlow",
+]

@@ -23,3 +23,12 @@ __all__ += ["fit_flow", "flow_nll"]
 from numpyro_hgf.train.velocity import fit_velocity, velocity_matching_loss  # noqa: E402
 
 __all__ += ["fit_velocity", "velocity_matching_loss"]
+from numpyro_hgf.train.rbm import fit_boltzmann_exact, fit_rbm  # noqa: E402
+
+__all__ += ["fit_boltzmann_exact", "fit_rbm"]
+from numpyro_hgf.train.hamiltonian_flow import (  # noqa: E402
+    fit_hamiltonian_flow,
+    hamiltonian_flow_loss,
+)
+
+__all__ += ["fit_hamiltonian_flow", "hamiltonian_flow_loss"]

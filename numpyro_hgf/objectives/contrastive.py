@@ -1,0 +1,71 @@
+"""Contrastive divergence (Hinton 2002) for restricted Boltzmann machines.
+
+The log-likelihood gradient of an RBM with free energy ``F`` is
+
+    ∇_θ log p(v) = -∇_θ F(v) + E_{v' ~ p}[∇_θ F(v')],
+
+and CD-k replaces the intractable model expectation by ``v'`` = the end of a ``k``-step
+block-Gibbs chain started at the data (persistent CD, Tieleman 2008: started at the
+previous step's chains).  Written as a *surrogate loss* whose gradient is the (negated)
+CD gradient,
+
+    L(θ) = mean F_θ(v_data) - mean F_θ(stop_gradient(v_model)),
+
+any optax optimizer on the :class:`~numpyro_hgf.train.Trainer` core performs CD learning.
+The hidden units enter through ``∂F/∂θ`` analytically (their conditional expectations,
+the Rao-Blackwellised statistics ``σ(vW + b_h)``), as in Hinton's update rule.  The value of
+``L`` is a free-energy gap, not a log-likelihood; monitor likelihood with
+``BernoulliRBM.log_prob`` (exact or AIS) instead.
+
+References:
+    G. E. Hinton, "Training products of experts by minimizing contrastive divergence",
+    Neural Computation 14(8), 2002.  T. Tieleman, "Training restricted Boltzmann machines
+    using approximations to the likelihood gradient", ICML 2008.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf.distributions.rbm import rbm_free_energy, rbm_gibbs_sweep
+
+__all__ = ["contrastive_divergence"]
+
+
+def contrastive_divergence(rbm_params, v_data, key, k: int = 1, v_init=None):
+    """CD-k surrogate loss and negative samples.
+
+    Args:
+        rbm_params: ``{"W": (V, H), "b_visible": (V,), "b_hidden": (H,)}``
+            (``BernoulliRBM.params``; an RBM itself is accepted too).
+        v_data: ``(batch, V)`` binary data.
+        key: ``jax.random`` key for the Gibbs chain.
+        k: number of block-Gibbs sweeps (static positive int).
+        v_init: ``(num_chains, V)`` chain starts for the negative phase; default
+            ``v_data`` (CD-k).  Pass the previous negative samples for persistent CD.
+
+    Returns:
+        ``(loss, v_model)``: the scalar surrogate ``mean F(v_data) - mean F(v_model)``
+        (its gradient w.r.t. ``rbm_params`` is minus the CD-k estimate of the
+        log-likelihood gradient) and the ``(num_chains, V)`` negative samples (gradients
+        stopped).
+    """
+    k = check_positive_int("k", k)
+    if hasattr(rbm_params, "params") and not isinstance(rbm_params, dict):
+        rbm_params = rbm_params.params  # a BernoulliRBM
+    v_data = jnp.asarray(v_data, rbm_params["W"].dtype)
+    v = v_data if v_init is None else jnp.asarray(v_init, rbm_params["W"].dtype)
+    v = jax.lax.stop_gradient(v)
+    frozen = jax.lax.stop_gradient(rbm_params)
+
+    def sweep(v, kk):
+        return rbm_gibbs_sweep(frozen, kk, v), None
+
+    v_model, _ = jax.lax.scan(sweep, v, jax.random.split(key, k))
+    v_model = jax.lax.stop_gradient(v_model)
+    loss = jnp.mean(rbm_free_energy(rbm_params, v_data)) - jnp.mean(
+        rbm_free_energy(rbm_params, v_model)
+    )
+    return loss, v_model

@@ -1,0 +1,227 @@
+"""Hamiltonian score matching (Holderrieth, Xu & Jaakkola, NeurIPS 2024; seed 000).
+
+Data ``x0 ~ pi``, velocities ``v0 ~ N(0, I)`` (the Boltzmann-Gibbs distribution
+``pi_BG = pi x N(0, I)``) are moved by the *parameterised Hamiltonian* ODE
+
+    dx/dt = v,    dv/dt = F_theta(x)
+
+for a time ``t ~ U(0, T]`` (:func:`numpyro_hgf.dynamics.leapfrog`, differentiable in
+``theta``), giving ``(x_t, v_t)``.  A velocity predictor ``V_phi(x, t)`` is scored by
+
+    L_hsm(phi | theta) = E [ ||V_phi(x_t, t)||^2 - 2 V_phi(x_t, t)^T v_t ]          (HSM loss)
+                       = E ||V_phi(x_t, t) - v_t||^2 - E ||v_t||^2,
+
+minimised by ``V*(x, t) = E[v_t | x_t = x]``.  The **Hamiltonian score discrepancy** is
+
+    D(theta) = - min_phi L_hsm(phi | theta) = E || E[v_t | x_t] ||^2  >= 0,
+
+and Theorem 1 (seed 000) says ``D(theta) = 0`` iff ``F_theta = grad log pi`` (pi-a.e.).
+
+Signs -- the game
+-----------------
+Hamiltonian score matching is ``min_theta max_phi [ -L_hsm(phi | theta) ]``:
+
+* ``phi`` (velocity) **minimises** ``L_hsm`` -- it becomes the best velocity predictor, and
+  ``-L_hsm(phi | theta)`` is then a (lower-bound) estimate of ``D(theta)``;
+* ``theta`` (force) **minimises** ``D(theta) = -L_hsm(phi*, theta)``, i.e. it **ascends**
+  ``L_hsm``.  By Danskin's theorem ``grad_theta D = -grad_theta L_hsm(phi, theta)`` at
+  ``phi = phi*``, the gradient through the simulated ``(x_t, v_t)`` with ``phi`` held fixed.
+
+:func:`hamiltonian_score_matching` returns ``L_hsm(phi | theta)`` -- one scalar whose
+gradient in ``phi`` is descended and whose gradient in ``theta`` is ascended (negated).
+:func:`numpyro_hgf.train.fit_hsm` does exactly that on the trainer core.
+
+At ``F = grad log pi`` the optimal predictor is ``V* = 0`` and ``L_hsm = 0`` for every
+``theta``; small times give ``E[v_t | x_t] = t (F - grad log pi) + O(t^2)``, so
+``D(theta | t) = t^2 E_pi ||F - grad log pi||^2 + O(t^3)`` (see :mod:`numpyro_hgf.hsd`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_hgf._checks import _describe, check_choice, check_positive_int, is_concrete
+from numpyro_hgf.dynamics import leapfrog
+from numpyro_hgf.nn import TimeMLP, register_module
+from numpyro_hgf.objectives.score_matching import _check_points, call_field
+
+__all__ = [
+    "VelocityMLP",
+    "simulate_phase_space",
+    "hsm_velocity_loss",
+    "hamiltonian_score_matching",
+]
+
+TIME_SAMPLING = ("uniform", "grid")
+
+
+@register_module
+class VelocityMLP(nn.Module):
+    """Velocity predictor ``V(x, t) = t * TimeMLP(x, t)`` for Hamiltonian score matching.
+
+    With ``v0 ~ N(0, I)`` independent of ``x0`` the optimal predictor vanishes at ``t = 0``
+    (``E[v_0 | x_0] = 0``) and grows like ``t (F - grad log pi)`` for small ``t``; the factor
+    ``t`` builds that in, so the network learns the O(1) part ``U ~ F - grad log pi`` and
+    starts near the game's fixed point.  Shapes as :class:`~numpyro_hgf.nn.TimeMLP`:
+    ``x: (..., d)``, ``t: ()`` or ``(...)`` -> ``(..., d)``.
+
+    Attributes:
+        hidden, embed_dim, activation: as :class:`~numpyro_hgf.nn.TimeMLP`.
+        horizon: the largest time ``T`` (scales the time embedding to ``[0, T]``).
+    """
+
+    hidden: Sequence[int] = (128, 128)
+    horizon: float = 1.0
+    embed_dim: int = 32
+    activation: Callable = nn.silu
+
+    @nn.compact
+    def __call__(self, x, t):
+        t = jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:-1])
+        net = TimeMLP(
+            hidden=self.hidden,
+            embed_dim=self.embed_dim,
+            time_scale=1000.0 / self.horizon,
+            activation=self.activation,
+        )
+        return t[..., None] * net(x, t)
+
+
+def _check_step_size(step_size):
+    if is_concrete(step_size):
+        try:
+            value = float(step_size)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"step_size: expected a positive number, got {_describe(step_size)}"
+            ) from None
+        if not (value > 0 and np.isfinite(value)):
+            raise ValueError(f"step_size: expected a positive finite number, got {step_size}")
+    return step_size
+
+
+def simulate_phase_space(
+    force_fn: Callable,
+    params,
+    x0,
+    key,
+    *,
+    step_size: float = 0.1,
+    num_steps: int = 10,
+    time_sampling: str = "uniform",
+    antithetic: bool = False,
+):
+    """Draw ``(x_t, v_t, t)``: ``v0 ~ N(0, I)``, ``t ~ U(0, T]``, leapfrog under ``F_theta``.
+
+    ``T = num_steps * step_size``.  Two ways to reach a random time, both
+    ``num_steps`` force evaluations and differentiable in ``params``:
+
+    * ``"uniform"``: each row gets its own ``t ~ U(0, T]`` and is integrated with
+      ``num_steps`` leapfrog steps of size ``t / num_steps`` (continuous times, and the
+      step is never larger than ``step_size``);
+    * ``"grid"``: one trajectory with step ``step_size``
+      (``leapfrog(..., return_trajectory=True)``), and each row is read at a random grid
+      time ``t = k * step_size``, ``k ~ U{1..num_steps}``.
+
+    With ``antithetic=True`` every row is simulated twice, from ``v0`` and ``-v0`` at the
+    same time (``2 batch`` rows, twice the cost): the pair cancels the part of the HSM
+    loss's noise that is odd in ``v0``.
+
+    Args:
+        force_fn: ``(params, x) -> (batch, d)``, the force ``F_theta``.
+        params: force params ``theta``.
+        x0: ``(batch, d)`` data.
+        key: ``jax.random`` key.
+
+    Returns:
+        ``(x_t, v_t, t)`` with shapes ``(n, d), (n, d), (n,)``, ``n = batch`` (``2 batch``
+        when antithetic).
+    """
+    x0 = _check_points("x", x0)
+    _check_step_size(step_size)
+    num_steps = check_positive_int("num_steps", num_steps)
+    check_choice("time_sampling", time_sampling, TIME_SAMPLING)
+    v_key, t_key = jax.random.split(key)
+    v0 = jax.random.normal(v_key, x0.shape, x0.dtype)
+    force = lambda y: call_field("force", force_fn, params, y)
+    batch = x0.shape[0]
+    horizon = num_steps * step_size
+    if time_sampling == "uniform":
+        # 1 - U[0, 1) lies in (0, 1]: t = 0 (no motion, no signal) is never drawn
+        t = horizon * (1.0 - jax.random.uniform(t_key, (batch,), x0.dtype))
+    else:
+        k = jax.random.randint(t_key, (batch,), 0, num_steps)
+        t = (k + 1).astype(x0.dtype) * step_size
+    if antithetic:
+        x0, v0, t = jnp.concatenate([x0, x0]), jnp.concatenate([v0, -v0]), jnp.concatenate([t, t])
+        batch = 2 * batch
+    if time_sampling == "uniform":
+        x_t, v_t = leapfrog(force, x0, v0, (t / num_steps)[:, None], num_steps)
+        return x_t, v_t, t
+    _, (xs, vs) = leapfrog(force, x0, v0, step_size, num_steps, return_trajectory=True)
+    k = jnp.round(t / step_size).astype(jnp.int32) - 1
+    rows = jnp.arange(batch)
+    return xs[k, rows], vs[k, rows], t
+
+
+def hsm_velocity_loss(velocity_fn: Callable, velocity_params, x_t, v_t, t) -> jax.Array:
+    """``E [ ||V_phi(x_t, t)||^2 - 2 V_phi(x_t, t)^T v_t ]`` on simulated pairs (HSM loss).
+
+    ``velocity_fn(params, x, t) -> (batch, d)``; ``x_t, v_t: (batch, d)``; ``t: (batch,)``.
+    """
+    pred = call_field("velocity", velocity_fn, velocity_params, x_t, t)
+    return jnp.mean(jnp.sum(pred**2 - 2.0 * pred * v_t, axis=-1))
+
+
+def hamiltonian_score_matching(
+    force_fn: Callable,
+    params,
+    x,
+    key,
+    *,
+    velocity_fn: Callable,
+    velocity_params,
+    step_size: float = 0.1,
+    num_steps: int = 10,
+    time_sampling: str = "uniform",
+    antithetic: bool = False,
+) -> jax.Array:
+    """The HSM loss ``L_hsm(phi | theta)`` (Holderrieth et al. 2024, Sec. 4; seed 000).
+
+    ``L_hsm(phi | theta) = E_{z ~ pi_BG, t ~ U(0,T]} [ ||V_phi(x_t, t)||^2
+    - 2 V_phi(x_t, t)^T v_t ]`` with ``(x_t, v_t)`` from :func:`simulate_phase_space`.
+
+    **Signs**: minimise this over the velocity params ``phi``; its negative at the optimal
+    ``phi`` is the Hamiltonian score discrepancy ``D(theta) >= 0``, which the force params
+    ``theta`` minimise -- i.e. ``theta`` *ascends* this value (``min_theta max_phi -L``).
+    A loss for one optimiser over both players is this value with the ``theta`` gradient
+    negated (:func:`numpyro_hgf.train.hsm_optimizer`).
+
+    Args:
+        force_fn: ``(params, x) -> (batch, d)``, the force (= score model) ``F_theta``;
+            for an energy model use :func:`~numpyro_hgf.objectives.score_from_energy`.
+        params: force params ``theta``.
+        x: ``(batch, d)`` data (the ``x0``).
+        key: ``jax.random`` key (velocities ``v0`` and times ``t``).
+        velocity_fn: ``(params, x, t) -> (batch, d)``, the predictor ``V_phi``.
+        velocity_params: ``phi``.
+        step_size, num_steps: leapfrog step ``> 0`` and count; ``T = num_steps * step_size``.
+        time_sampling: ``"uniform"`` or ``"grid"`` (see :func:`simulate_phase_space`).
+        antithetic: simulate ``+-v0`` pairs (see :func:`simulate_phase_space`).
+    """
+    x_t, v_t, t = simulate_phase_space(
+        force_fn,
+        params,
+        x,
+        key,
+        step_size=step_size,
+        num_steps=num_steps,
+        time_sampling=time_sampling,
+        antithetic=antithetic,
+    )
+    return hsm_velocity_loss(velocity_fn, velocity_params, x_t, v_t, t)
