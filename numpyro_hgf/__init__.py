@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 from numpyro_hgf import (  # noqa: E402
     datasets,
-    dynamics,
     distributions,
+    dynamics,
     flows,
     guides,
     metrics,

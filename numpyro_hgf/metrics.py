@@ -324,3 +324,13 @@ def _check_interval(interval) -> tuple[float, float]:
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
         raise ValueError(f"interval: expected finite low < high, got {interval!r}")
     return low, high
+
+
+def __getattr__(name: str):
+    # The Hamiltonian score discrepancy trains a velocity predictor on the trainer core, so it
+    # lives in numpyro_hgf.hsd; it is re-exported here lazily to keep this module import-light.
+    if name in ("hamiltonian_score_discrepancy", "hsd_taylor", "fisher_divergence"):
+        from numpyro_hgf import hsd
+
+        return getattr(hsd, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,9 +48,10 @@ def fit_flow(
     Args:
         flow: a :class:`~numpyro_hgf.distributions.NormalizingFlow` or a
             :class:`~numpyro_hgf.distributions.ContinuousFlow` (FFJORD-style maximum
-            likelihood through the ODE) to start from, or a flow kind (``"planar"``, ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``)
-            built with :func:`numpyro_hgf.flows.build_flow` from ``num_layers``,
-            ``hidden`` and ``flow_options``.
+            likelihood through the ODE) to start from, or a flow kind (``"planar"``,
+            ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``) built with
+            :func:`numpyro_hgf.flows.build_flow` from ``num_layers``, ``hidden`` and
+            ``flow_options``.
         data: ``(n, d)`` training data.
         steps, batch_size: optimizer steps and minibatch size.
         learning_rate: peak Adam learning rate, with cosine decay to zero over ``steps``.
