@@ -190,6 +190,7 @@ def tiny_1d():
     )
 
 
+@pytest.mark.slow  # ~40 s of compilation on 2 cores; a numerical-convergence check of the test grid
 def test_exact_marginal_grid_is_converged(tiny_1d):
     np.testing.assert_allclose(tiny_1d["exact"], tiny_1d["coarse"], atol=1e-6)
 
@@ -275,6 +276,7 @@ def test_fit_gaussian_iwae_reaches_true_log_likelihood():
     )
 
 
+@pytest.mark.slow  # ~40 s; trainer determinism is also covered by tests/test_trainer.py
 def test_fit_is_deterministic():
     data = _gaussian(jax.random.key(0), 200)
     kwargs = dict(
