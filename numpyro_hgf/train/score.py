@@ -438,8 +438,12 @@ def fit_hsm(
             :func:`~numpyro_hgf.objectives.simulate_phase_space`); ``step_size > 0``.  The
             default horizon ``T = 5 x 0.05 = 0.25`` suits data on unit scale: the HSD grows
             like ``t^2`` (weak signal at tiny ``T``) while long trajectories make ``V*``
-            hard to learn (on the ring benchmark ``T = 0.25`` beat 0.1, 0.5 and 1).
-        antithetic: simulate ``+-v0`` pairs (twice the simulation cost, less noise).
+            hard to learn (on the 2-d ring benchmark ``T = 0.25`` beat 0.1, 0.5 and 1; on
+            the 20-d mixture ``T = 1`` beat 0.25 and 2): scale ``T`` with the length scale
+            of the data's score (in the Taylor regime ``t ||grad^2 log pi||^(1/2) < 1``)
+            and with the dimension.
+        antithetic: simulate ``+-v0`` pairs (twice the simulation cost; on the ring
+            benchmark it did not change the learned score).
         steps, batch_size: optimizer steps and minibatch size.
         learning_rate, velocity_learning_rate: Adam (cosine decay) for the force and the
             velocity (default ``5 * learning_rate``: the velocity player, whose best
