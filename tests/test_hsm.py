@@ -232,7 +232,7 @@ def hsd_results(gaussian_data):
 
 @pytest.fixture(scope="module")
 def hsd_results_default(gaussian_data):
-    """The default velocity predictor, a TimeMLP."""
+    """The default velocity predictor, a VelocityMLP (t * TimeMLP)."""
     return _hsd_results(gaussian_data[0][:4000], None)
 
 
@@ -265,7 +265,7 @@ def test_hsd_is_positive_and_matches_the_gaussian_closed_form(hsd_results):
 
 
 @pytest.mark.slow
-def test_hsd_with_the_default_timemlp_velocity(hsd_results_default):
+def test_hsd_with_the_default_velocity_mlp(hsd_results_default):
     _check_zero_at_true_score(hsd_results_default)
     _check_positive_and_closed_form(hsd_results_default)
 
