@@ -32,6 +32,6 @@ from numpyro_hgf.train.hamiltonian_flow import (  # noqa: E402
 )
 
 __all__ += ["fit_hamiltonian_flow", "hamiltonian_flow_loss"]
-from numpyro_hgf.train.score import ScoreModel, fit_hsm, fit_score  # noqa: E402
+from numpyro_hgf.train.score import ScoreModel, fit_hsm, fit_score, hsm_optimizer  # noqa: E402
 
-__all__ += ["ScoreModel", "fit_hsm", "fit_score"]
+__all__ += ["ScoreModel", "fit_hsm", "fit_score", "hsm_optimizer"]
