@@ -39,3 +39,7 @@ __all__ = [
     "save",
     "train",
 ]
+
+from numpyro_hgf import infer  # noqa: E402
+
+__all__ += ["infer"]

@@ -1,0 +1,31 @@
+"""Inference with learned priors.
+
+* :func:`run_nuts`, :func:`run_hmc` -- BlackJAX NUTS / HMC on NumPyro models
+  (``numpyro_hgf.infer.blackjax_bridge``), returning ``arviz.InferenceData``;
+* :func:`force_field_hmc`, :func:`force_field_langevin` -- BlackJAX-style kernels whose
+  dynamics use a learned force field (``numpyro_hgf.infer.force_field``);
+* :class:`LearnedForceHMC` -- the same as a NumPyro ``MCMCKernel``
+  (``numpyro_hgf.infer.kernel``), for ``numpyro.infer.MCMC``.
+"""
+
+from numpyro_hgf.infer.blackjax_bridge import run_hmc, run_nuts
+from numpyro_hgf.infer.force_field import (
+    ForceFieldHMCInfo,
+    ForceFieldLangevinInfo,
+    ForceFieldState,
+    force_field_hmc,
+    force_field_langevin,
+)
+from numpyro_hgf.infer.kernel import LearnedForceHMC, LearnedForceHMCState
+
+__all__ = [
+    "ForceFieldHMCInfo",
+    "ForceFieldLangevinInfo",
+    "ForceFieldState",
+    "LearnedForceHMC",
+    "LearnedForceHMCState",
+    "force_field_hmc",
+    "force_field_langevin",
+    "run_hmc",
+    "run_nuts",
+]

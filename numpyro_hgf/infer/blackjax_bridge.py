@@ -1,0 +1,533 @@
+"""BlackJAX NUTS / HMC on NumPyro models, returning ``arviz.InferenceData``.
+
+:func:`run_nuts` and :func:`run_hmc` turn a model into a potential on unconstrained space
+(:mod:`numpyro_hgf.infer.potential`), adapt the step size and a diagonal (or dense) mass
+matrix per chain with ``blackjax.window_adaptation`` (Stan's windowed scheme), and sample
+with ``blackjax.nuts`` / ``blackjax.hmc`` with the chains vectorised by ``jax.vmap``.
+Every draw is mapped back through the model (constrained values and deterministic sites).
+
+With ``forces={"x": F}``, :func:`run_hmc` runs force-field HMC
+(:func:`numpyro_hgf.infer.force_field_hmc`): the leapfrog uses the learned force for the
+learned-prior site ``x`` and autodiff for the rest of the model, and the Metropolis step
+uses the exact model log density unless ``adjusted=False`` (then the result is flagged
+unadjusted in ``sample_stats["is_adjusted"]`` and in ``attrs``).
+
+Compiled samplers are cached per (model, static arguments, settings): array arguments are
+passed as data, so a second call with new data of the same shapes does not recompile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer.initialization import init_to_uniform
+from tqdm.auto import tqdm
+
+from numpyro_hgf._checks import check_positive_float, check_positive_int
+from numpyro_hgf.infer import force_field as ff
+from numpyro_hgf.infer.potential import diagnose_initial_point, model_potential
+from numpyro_hgf.train.trainer import progress_enabled
+
+__all__ = ["run_nuts", "run_hmc"]
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
+
+
+# -- arguments as data ---------------------------------------------------------------------
+def _split_arguments(args, kwargs):
+    """Array leaves of ``(args, kwargs)`` become data; the rest is static.
+
+    Returns ``(dynamic_leaves, rebuild, signature)``; ``signature`` is hashable (or
+    ``None`` when a static leaf is not), ``rebuild(dynamic_leaves) -> (args, kwargs)``.
+    """
+    leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)))
+    is_data = tuple(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
+    static = tuple(None if d else leaf for leaf, d in zip(leaves, is_data, strict=True))
+    dynamic = [jnp.asarray(leaf) for leaf, d in zip(leaves, is_data, strict=True) if d]
+
+    def rebuild(dyn):
+        it = iter(dyn)
+        merged = [next(it) if d else s for s, d in zip(static, is_data, strict=True)]
+        return jax.tree.unflatten(treedef, merged)
+
+    try:
+        signature = (treedef, static, is_data)
+        hash(signature)
+    except TypeError:
+        signature = None
+    return dynamic, rebuild, signature
+
+
+def _check_counts(num_warmup, num_samples, num_chains):
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("num_chains", num_chains)
+    if isinstance(num_warmup, bool) or not isinstance(num_warmup, int | np.integer):
+        raise TypeError(f"num_warmup: expected a non-negative integer, got {num_warmup!r}")
+    if num_warmup < 0:
+        raise ValueError(f"num_warmup: expected a non-negative integer, got {num_warmup}")
+    return int(num_warmup), int(num_samples), int(num_chains)
+
+
+# -- Stan's windowed adaptation from BlackJAX's pieces, one step at a time -------------------
+class _AdaptState(NamedTuple):
+    ss: tuple  # dual averaging state
+    mm: tuple  # Welford mass-matrix state
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+
+
+def _as_dtype(tree, dtype):
+    """Floating leaves to ``dtype``, integer leaves to int32 arrays (a stable scan carry)."""
+
+    def one(a):
+        a = jnp.asarray(a)
+        return a.astype(dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.int32)
+
+    return jax.tree.map(one, tree)
+
+
+def _stan_adaptation(is_diagonal: bool, target_accept: float):
+    """``(init, update)`` of Stan's warmup (fast / slow windows) built from BlackJAX's
+    ``dual_averaging_adaptation`` and ``mass_matrix_adaptation``, stepped by the schedule of
+    ``blackjax.adaptation.window_adaptation.build_schedule`` so that warmup and sampling
+    share one compiled transition (and the progress bar covers the warmup)."""
+    from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+
+    def init(step_size, inverse_mass_matrix):
+        dim = inverse_mass_matrix.shape[0]
+        mm = mm_init(dim, inverse_mass_matrix)
+        dtype = inverse_mass_matrix.dtype
+        return _AdaptState(
+            _as_dtype(da_init(step_size), dtype),
+            _as_dtype(mm, dtype),
+            step_size,
+            inverse_mass_matrix,
+        )
+
+    def update(state: _AdaptState, stage, window_end, last, position, acceptance_rate):
+        dtype = state.step_size.dtype
+        ss = da_update(state.ss, acceptance_rate)
+        mm = jax.lax.cond(stage == 1, lambda: mm_update(state.mm, position), lambda: state.mm)
+
+        def end_window(ss, mm):
+            mm = mm_final(mm)
+            ss = da_init(da_final(ss))
+            return ss, mm, jnp.exp(ss.log_step_size), mm.inverse_mass_matrix
+
+        def keep(ss, mm):
+            return ss, mm, jnp.exp(ss.log_step_size), state.inverse_mass_matrix
+
+        ss, mm, step, imm = jax.lax.cond(window_end, end_window, keep, ss, mm)
+        step = jnp.where(last, da_final(ss), step)
+        cast = lambda tree, like: jax.tree.map(  # noqa: E731
+            lambda a, b: jnp.asarray(a).astype(b.dtype), tree, like
+        )
+        return _AdaptState(
+            cast(ss, state.ss), cast(mm, state.mm), step.astype(dtype), imm.astype(dtype)
+        )
+
+    return init, update
+
+
+def _schedule(num_warmup: int, total: int, adapt: bool):
+    """Per-step ``(stage, window_end, last, adapting)`` arrays of length ``total``."""
+    from blackjax.adaptation.window_adaptation import build_schedule
+
+    stage = np.zeros(total, np.int32)
+    window_end = np.zeros(total, bool)
+    last = np.zeros(total, bool)
+    adapting = np.zeros(total, bool)
+    if adapt and num_warmup:
+        sched = np.asarray(build_schedule(num_warmup))
+        stage[:num_warmup] = sched[:, 0]
+        window_end[:num_warmup] = sched[:, 1].astype(bool)
+        last[num_warmup - 1] = True
+        adapting[:num_warmup] = True
+    return stage, window_end, last, adapting
+
+
+# -- the compiled pieces -------------------------------------------------------------------
+def _build_functions(mp, rebuild, spec: dict):
+    """Jitted ``init(keys, dyn)`` and ``chunk(carry, xs, dyn)`` for one model and spec."""
+    import blackjax
+
+    kind = spec["kind"]
+    forces = spec["forces"]
+    adjusted = spec["adjusted"]
+    adapt_init, adapt_update = _stan_adaptation(not spec["dense_mass"], spec["target_accept"])
+
+    def targets(dyn):
+        """``(args, kwargs, init_state(position), kernel(key, state, step, imm))``."""
+        args, kwargs = rebuild(dyn)
+
+        def logdensity(z):
+            return mp.logdensity(z, args, kwargs)
+
+        if kind == "nuts":
+            nuts = blackjax.nuts.build_kernel()
+            depth = spec["max_tree_depth"]
+            return (
+                args,
+                kwargs,
+                lambda z: blackjax.nuts.init(z, logdensity),
+                lambda k, s, h, m: nuts(k, s, logdensity, h, m, max_num_doublings=depth),
+            )
+        n = spec["num_integration_steps"]
+        if not forces:
+            hmc = blackjax.hmc.build_kernel()
+            return (
+                args,
+                kwargs,
+                lambda z: blackjax.hmc.init(z, logdensity),
+                lambda k, s, h, m: hmc(k, s, logdensity, h, m, n),
+            )
+        force_potential = mp.force_potential(forces)
+
+        def force(z):
+            return jax.tree.map(jnp.negative, jax.grad(force_potential)(z, args, kwargs))
+
+        target = logdensity if adjusted else None
+        kernel = ff.build_kernel()
+        return (
+            args,
+            kwargs,
+            lambda z: ff.init(z, force, target),
+            lambda k, s, h, m: kernel(k, s, force, target, h, m, n),
+        )
+
+    @jax.jit
+    def init(keys, dyn, step_size, inverse_mass_matrix):
+        args, kwargs, init_state, _ = targets(dyn)
+        params, pe, is_valid = mp.init(keys, args, kwargs)
+        states = jax.vmap(init_state)(params)
+        adapt = jax.vmap(lambda _: adapt_init(step_size, inverse_mass_matrix))(pe)
+        return params, (states, adapt), is_valid
+
+    @jax.jit
+    def chunk(carry, xs, dyn):
+        args, kwargs, _, kernel = targets(dyn)
+
+        def one_chain(key, state, adapt, schedule):
+            stage, window_end, last, adapting = schedule
+            new, info = kernel(key, state, adapt.step_size, adapt.inverse_mass_matrix)
+            new_adapt = jax.lax.cond(
+                adapting,
+                lambda: adapt_update(
+                    adapt, stage, window_end, last, new.position, info.acceptance_rate
+                ),
+                lambda: adapt,
+            )
+            draw = mp.postprocess(new.position, args, kwargs)
+            stats = {
+                "diverging": info.is_divergent,
+                "acceptance_rate": info.acceptance_rate,
+                "step_size": adapt.step_size,
+                "n_steps": info.num_integration_steps,
+                "energy": info.energy,
+                "lp": new.logdensity,
+            }
+            if kind == "nuts":
+                stats["tree_depth"] = info.num_trajectory_expansions
+            if forces:
+                stats["is_adjusted"] = info.is_adjusted
+            return new, new_adapt, (draw, stats)
+
+        def step(carry, x):
+            states, adapt = carry
+            keys, schedule = x
+            new, new_adapt, out = jax.vmap(one_chain, in_axes=(0, 0, 0, None))(
+                keys, states, adapt, schedule
+            )
+            return (new, new_adapt), out
+
+        return jax.lax.scan(step, carry, xs)
+
+    return init, chunk
+
+
+def _functions(model, mp, rebuild, signature, spec):
+    if signature is None or mp.has_params:
+        return _build_functions(mp, rebuild, spec)
+    cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
+    try:
+        hit = _CACHE.pop(cache_key)
+    except (KeyError, TypeError):
+        hit = None
+    if hit is None:
+        hit = _build_functions(mp, rebuild, spec)
+    try:
+        _CACHE[cache_key] = hit
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    except TypeError:
+        pass
+    return hit
+
+
+def _hashable(value):
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    return value
+
+
+# -- the driver ---------------------------------------------------------------------------
+def _run(
+    kind,
+    model,
+    args,
+    kwargs,
+    *,
+    num_warmup,
+    num_samples,
+    num_chains,
+    key,
+    target_accept,
+    max_tree_depth=10,
+    num_integration_steps=10,
+    dense_mass=False,
+    step_size=None,
+    inverse_mass_matrix=None,
+    forces=None,
+    adjusted=True,
+    init_strategy=init_to_uniform,
+    progress=None,
+):
+    import arviz as az
+
+    num_warmup, num_samples, num_chains = _check_counts(num_warmup, num_samples, num_chains)
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(f"target_accept: expected a number in (0, 1), got {target_accept}")
+    check_positive_int("max_tree_depth", max_tree_depth)
+    check_positive_int("num_integration_steps", num_integration_steps)
+    if forces is not None and not isinstance(forces, dict):
+        raise TypeError(f"forces: expected a dict {{site: F}}, got {type(forces).__name__}")
+    forces = dict(forces) if forces else None
+    if not adjusted and not forces:
+        raise ValueError("adjusted: adjusted=False needs learned forces, got forces=None")
+    adapt = num_warmup > 0 and adjusted and step_size is None
+    if step_size is None and not adapt:
+        raise ValueError(
+            "step_size: expected a positive step size when there is no adaptation "
+            f"(num_warmup={num_warmup}, adjusted={adjusted}), got None"
+        )
+    if step_size is not None:
+        step_size = check_positive_float("step_size", step_size)
+    key = jax.random.key(0) if key is None else key
+    if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+    key_trace, key_init, key_run = jax.random.split(key, 3)
+
+    mp = model_potential(model, args, kwargs, key_trace, init_strategy=init_strategy, forces=forces)
+    dynamic, rebuild, signature = _split_arguments(args, kwargs)
+    spec = {
+        "kind": kind,
+        "target_accept": float(target_accept),
+        "max_tree_depth": int(max_tree_depth),
+        "num_integration_steps": int(num_integration_steps),
+        "dense_mass": bool(dense_mass),
+        "forces": tuple(sorted(forces.items())) if forces else None,
+        "adjusted": bool(adjusted),
+        "init_strategy": init_strategy,
+    }
+    init_fn, chunk_fn = _functions(model, mp, rebuild, signature, dict(spec, forces=forces))
+
+    dim = sum(int(np.size(v)) for v in mp.prototype.values())
+    dtype = jnp.result_type(*jax.tree.leaves(mp.prototype), float)
+    if inverse_mass_matrix is None:
+        inverse_mass_matrix = jnp.eye(dim, dtype=dtype) if dense_mass else jnp.ones(dim, dtype)
+    imm = jnp.asarray(inverse_mass_matrix, dtype)
+    if imm.shape != ((dim, dim) if dense_mass else (dim,)):
+        raise ValueError(
+            f"inverse_mass_matrix: expected shape {(dim, dim) if dense_mass else (dim,)} for "
+            f"the {dim} unconstrained coordinates (dense_mass={dense_mass}), got {imm.shape}"
+        )
+    step0 = jnp.asarray(1.0 if step_size is None else step_size, dtype)
+
+    params, carry, is_valid = init_fn(jax.random.split(key_init, num_chains), dynamic, step0, imm)
+    is_valid = np.asarray(is_valid)
+    if not is_valid.all():
+        chain = int(np.argmin(is_valid))
+        one = jax.tree.map(lambda a: a[chain], params)
+        raise diagnose_initial_point(mp, one, *rebuild(dynamic))
+
+    total = num_warmup + num_samples
+    show = progress_enabled(progress)
+    num_chunks = min(10, total) if show else 1
+    length = math.ceil(total / num_chunks)
+    padded = num_chunks * length
+    keys = jax.random.split(key_run, (padded, num_chains))
+    schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, padded, adapt))
+    draws, stats = [], []
+    with tqdm(
+        total=total,
+        desc=f"{kind} ({num_chains} chains)",
+        disable=not show,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
+        for i in range(num_chunks):
+            sl = slice(i * length, (i + 1) * length)
+            xs = (keys[sl], tuple(a[sl] for a in schedule))
+            carry, (d, s) = chunk_fn(carry, xs, dynamic)
+            if (i + 1) * length > num_warmup:  # keep only chunks holding kept draws
+                draws.append((i, d))
+                stats.append((i, s))
+            bar.update(min(length, total - i * length))
+
+    def stack(parts):
+        # chunks of (draw, chain, ...) -> (chain, draw, ...), warmup and padding dropped
+        first = parts[0][0] * length
+        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0), *[p for _, p in parts])
+        out = jax.tree.map(lambda a: a[num_warmup - first : num_warmup - first + num_samples], out)
+        return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
+
+    posterior = stack(draws)
+    sample_stats = stack(stats)
+    attrs = {
+        "inference_library": "blackjax",
+        "sampler": kind if not forces else "force_field_hmc",
+        "num_warmup": num_warmup,
+        "adjusted": int(bool(adjusted)),
+    }
+    if forces:
+        attrs["force_sites"] = ",".join(sorted(forces))
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        observed_data={k: np.asarray(v) for k, v in mp.observed.items()},
+        attrs=attrs,
+    )
+
+
+def run_nuts(
+    model: Callable,
+    *model_args,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    key=None,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    init_strategy=init_to_uniform,
+    progress: bool | None = None,
+    **model_kwargs,
+):
+    """BlackJAX NUTS on a NumPyro model; returns ``arviz.InferenceData``.
+
+    The model becomes the potential ``U(z) = -log p(x(z), y) - log|det dx/dz|`` on
+    unconstrained space (``numpyro.infer.util``); each chain is initialised by
+    ``init_strategy`` (retrying invalid points like NumPyro), adapted by
+    ``blackjax.window_adaptation`` (Stan's windows: dual-averaging step size towards
+    ``target_accept``, Welford mass matrix) and sampled by ``blackjax.nuts`` (Hoffman &
+    Gelman 2014, multinomial variant; Betancourt 2017), chains vectorised.
+
+    Args:
+        model: a NumPyro model with continuous latent sites.
+        *model_args, **model_kwargs: the model's arguments (arrays are passed as data).
+        num_warmup: adaptation steps per chain (``0``: no adaptation, unit step size).
+        num_samples: draws kept per chain (``>= 1``).
+        num_chains: independent chains (``>= 1``).
+        key: ``jax.random`` key (default ``jax.random.key(0)``).
+        target_accept: acceptance rate the step size adapts to.
+        max_tree_depth: maximum number of trajectory doublings.
+        dense_mass: adapt a dense instead of a diagonal mass matrix.
+        init_strategy: a ``numpyro.infer.initialization`` strategy.
+        progress: progress bar (``None``: on unless ``NUMPYRO_HGF_PROGRESS=0``).
+
+    Returns:
+        ``arviz.InferenceData`` with ``posterior`` (constrained latent values and
+        deterministic sites, ``(chain, draw, *shape)``), ``sample_stats`` (``diverging``,
+        ``acceptance_rate``, ``step_size``, ``tree_depth`` = number of doublings,
+        ``n_steps`` = leapfrog steps = gradient evaluations, ``energy``, ``lp``) and
+        ``observed_data``.
+
+    Raises:
+        ValueError: ``num_samples`` / ``num_chains`` < 1, a discrete or ``Delta`` latent
+            site (named), a non-finite initial potential (names the site).
+    """
+    return _run(
+        "nuts",
+        model,
+        model_args,
+        model_kwargs,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        key=key,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        init_strategy=init_strategy,
+        progress=progress,
+    )
+
+
+def run_hmc(
+    model: Callable,
+    *model_args,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    key=None,
+    num_integration_steps: int = 10,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
+    step_size: float | None = None,
+    inverse_mass_matrix=None,
+    forces: dict[str, Callable] | None = None,
+    adjusted: bool = True,
+    init_strategy=init_to_uniform,
+    progress: bool | None = None,
+    **model_kwargs,
+):
+    """Static-trajectory HMC on a NumPyro model, optionally with learned forces.
+
+    Like :func:`run_nuts`, with ``blackjax.hmc`` (``num_integration_steps`` leapfrog steps
+    per draw).  With ``forces={"site": F}`` the leapfrog force of that site is the learned
+    ``F(x)`` (``x`` the constrained site value, ``F: shape of x -> shape of x``, e.g. an EBM
+    score or a diffusion score at small ``t``) while every other term of ``-grad U`` stays
+    autodiff (:func:`numpyro_hgf.infer.force_field_hmc`).  ``adjusted=True`` keeps the exact
+    Metropolis step on the model's log density (the site's distribution must have a
+    ``log_prob``); ``adjusted=False`` takes every proposal (needs ``step_size``; the result
+    has ``sample_stats["is_adjusted"] == False`` and ``attrs["adjusted"] == 0``).
+
+    Args:
+        step_size, inverse_mass_matrix: fixed values used when there is no adaptation
+            (``num_warmup=0`` or ``adjusted=False``); ignored otherwise.
+
+    Returns:
+        ``arviz.InferenceData`` as :func:`run_nuts` (without ``tree_depth``; with
+        ``is_adjusted`` when ``forces`` are given).  With forces, ``n_steps`` counts the
+        leapfrog steps; the force is evaluated ``n_steps + 2`` times per draw.
+    """
+    return _run(
+        "hmc",
+        model,
+        model_args,
+        model_kwargs,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        key=key,
+        target_accept=target_accept,
+        num_integration_steps=num_integration_steps,
+        dense_mass=dense_mass,
+        step_size=step_size,
+        inverse_mass_matrix=inverse_mass_matrix,
+        forces=forces,
+        adjusted=adjusted,
+        init_strategy=init_strategy,
+        progress=progress,
+    )
