@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from numpyro_hgf import (  # noqa: E402
     datasets,
+    ddpm,
     distributions,
     dynamics,
     flows,
@@ -18,6 +19,7 @@ from numpyro_hgf import (  # noqa: E402
     odeflow,
     paths,
     samplers,
+    sde,
     train,
 )
 from numpyro_hgf.io import load, save  # noqa: E402
@@ -39,6 +41,7 @@ __all__ = [
     "save",
     "train",
 ]
+__all__ += ["ddpm", "sde"]
 
 from numpyro_hgf import infer  # noqa: E402
 

@@ -403,3 +403,12 @@ def annealed_langevin(
 
 # -- Gibbs (RBM / Boltzmann machines) lives in numpyro_hgf.gibbs; re-exported here ----------
 from numpyro_hgf.gibbs import gibbs  # noqa: E402
+
+# -- diffusion samplers (issue 5) live in numpyro_hgf.diffusion_samplers / ddpm; re-exported --
+__all__ += ["ddpm_ancestral", "ode_sample", "predictor_corrector", "reverse_sde"]
+from numpyro_hgf.ddpm import ddpm_ancestral  # noqa: E402
+from numpyro_hgf.diffusion_samplers import (  # noqa: E402
+    ode_sample,
+    predictor_corrector,
+    reverse_sde,
+)

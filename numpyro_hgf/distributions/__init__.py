@@ -14,3 +14,6 @@ __all__ = [
     "HGFPrior",
     "NormalizingFlow",
 ]
+from numpyro_hgf.distributions.diffusion import DiffusionPrior  # noqa: E402
+
+__all__ += ["DiffusionPrior"]

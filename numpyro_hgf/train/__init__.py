@@ -35,3 +35,9 @@ __all__ += ["fit_hamiltonian_flow", "hamiltonian_flow_loss"]
 from numpyro_hgf.train.score import ScoreModel, fit_hsm, fit_score, hsm_optimizer  # noqa: E402
 
 __all__ += ["ScoreModel", "fit_hsm", "fit_score", "hsm_optimizer"]
+from numpyro_hgf.train.diffusion import (  # noqa: E402
+    diffusion_score_matching_loss,
+    fit_diffusion,
+)
+
+__all__ += ["diffusion_score_matching_loss", "fit_diffusion"]
