@@ -1,5 +1,6 @@
-"""Guides for SVI: flow guides (and, later, amortized encoder guides)."""
+"""Guides for SVI: flow guides and amortized encoder guides."""
 
+from numpyro_hgf.guides.amortized import AmortizedFlowGuide, AmortizedNormalGuide
 from numpyro_hgf.guides.flow import AutoFlowGuide
 
-__all__ = ["AutoFlowGuide"]
+__all__ = ["AmortizedFlowGuide", "AmortizedNormalGuide", "AutoFlowGuide"]

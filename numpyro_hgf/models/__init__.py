@@ -1,0 +1,13 @@
+"""Latent-variable models fitted with SVI, Laplace and MCMC (seed 004).
+
+* :mod:`~numpyro_hgf.models.ppca` -- probabilistic PCA: closed-form MLE and SVI;
+* :mod:`~numpyro_hgf.models.nlme` -- nonlinear mixed effects (one-compartment oral PK, LMM),
+  fitted by Laplace/FOCE, SVI or NUTS;
+* :mod:`~numpyro_hgf.models.vae` -- variational autoencoders (flax decoder, amortized guide);
+* :mod:`~numpyro_hgf.models.svi` -- ``fit_svi``: NumPyro's ELBO on the trainer core.
+"""
+
+from numpyro_hgf.models import ppca, svi
+from numpyro_hgf.models.svi import SVIFit, fit_svi
+
+__all__ = ["SVIFit", "fit_svi", "ppca", "svi"]
