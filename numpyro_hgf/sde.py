@@ -154,6 +154,7 @@ class SDE:
     def gaussian_marginal(self, t, mean, cov):
         """``(alpha m, alpha^2 C + sigma^2 I)``: ``p_t`` for data ``N(m, C)``; ``t: ()``."""
         a, s = self.alpha(t), self.sigma(t)
+        mean, cov = jnp.asarray(mean), jnp.asarray(cov)
         return a * mean, a**2 * cov + s**2 * jnp.eye(mean.shape[-1], dtype=cov.dtype)
 
     def gaussian_score(self, x, t, mean, cov):
