@@ -242,3 +242,21 @@ def test_metric_argument_errors():
         M.bits_per_dim(0.0, 2, 17, interval=(1, -1))
     with pytest.raises(TypeError, match="^log_prob:"):
         M.bits_per_dim("a", 2)
+
+
+def test_wasserstein2_exact_assignment_closed_forms():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    mu = np.array([0.7, -1.2])
+    # a translation: every permutation pays |mu|^2 plus a non-negative term, so W2 = |mu|
+    assert M.wasserstein2(x, x + mu) == pytest.approx(np.linalg.norm(mu), rel=1e-6)
+    # a relabelling of the same points costs nothing
+    assert M.wasserstein2(x, x[rng.permutation(300)]) == pytest.approx(0.0, abs=1e-7)
+    # 1-D: the optimal plan matches order statistics
+    a, b = rng.normal(size=200), rng.gamma(2.0, size=200)
+    sorted_w2 = np.sqrt(np.mean((np.sort(a) - np.sort(b)) ** 2))
+    assert M.wasserstein2(a[:, None], b[:, None]) == pytest.approx(sorted_w2, rel=1e-6)
+    # a plan that is not optimal (the identity here) costs strictly more
+    assert M.wasserstein2(a[:, None], b[:, None]) < np.sqrt(np.mean((a - b) ** 2))
+    with pytest.raises(ValueError, match=r"^y: expected as many samples as x \(300\)"):
+        M.wasserstein2(x, x[:10])
