@@ -8,6 +8,7 @@ Every generative model in the package is *a learned field + a path + an objectiv
 ``TimeMLP``    ``f(x, t)``: velocities ``V(x, t)`` and scores ``s(x, t)``.
 ``EnergyMLP``  ``E(x)`` with scalar output: energies of EBMs.
 ``MADE``       masked autoregressive net: ``out[..., i, :]`` depends on ``x[..., <i]``.
+``UNet``       ``f(x, t)`` on images ``(..., H, W, C)`` (:mod:`numpyro_hgf.unet`).
 =============  =====================================================================
 
 All modules are hashable dataclasses (tuples, not lists, for sizes), so they can be
@@ -271,3 +272,10 @@ def module_from_config(config: dict) -> nn.Module:
             value = tuple(value)
         fields[key] = value
     return MODULES[name](**fields)
+
+
+# -- the image field lives in its own file (one concept per file) ---------------------------
+from numpyro_hgf.unet import UNet  # noqa: E402
+
+register_module(UNet)
+__all__ += ["UNet"]

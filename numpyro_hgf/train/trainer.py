@@ -18,13 +18,35 @@ arrays whose leading axis is the minibatch.  With ``has_aux=True`` it is
 ``loss_fn(params, batch, key, aux) -> (scalar, new_aux)``: ``aux`` is non-differentiated
 state carried from step to step inside the scan (persistent MCMC chains, running
 statistics), checkpointed and frozen with the params.
+
+Scaling out (all optional; the defaults train on one device exactly as before):
+
+* ``devices=`` data-parallel training with ``jax.sharding``: a one-axis ``Mesh`` named
+  ``"data"`` over the given devices (``"all"``: ``jax.devices()``, every local device, and
+  every host's after ``jax.distributed.initialize``), params / optimizer state / EMA
+  replicated (``NamedSharding(mesh, P())``), each minibatch sharded along its example axis
+  (``NamedSharding(mesh, P("data"))``).  XLA's SPMD partitioner inserts the gradient
+  all-reduce; the same key gives the same minibatches, so the loss trajectory equals the
+  one-device trajectory up to float reassociation (``docs/training.md``).
+* ``donate=True`` (default): the dispatch donates the state's buffers, so params and
+  optimizer state are updated in place instead of doubling device memory.
+* ``precision="bfloat16"``: mixed precision -- params stay float32 (the optimizer, EMA and
+  checkpoints see float32), the loss is evaluated on bfloat16 casts of the params and of the
+  floating-point batch, and the gradients come back in float32 through the casts.
+* ``checkpoint_dir=`` / ``checkpoint_every=``: orbax checkpoints of the whole state
+  (:mod:`numpyro_hgf.train.checkpoint`) every N steps, at the end, and at the last good step
+  when the loss stops being finite; ``fit`` resumes from the newest one.
+* ``callback=`` / ``callback_every=``: a host function of the state every N steps (sample
+  grids); the progress bar and ``Trainer.throughput`` report steps/s and examples/s.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -33,7 +55,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_finite, check_positive_int
+from numpyro_hgf._checks import check_choice, check_finite, check_positive_int
 
 __all__ = [
     "TrainState",
@@ -43,7 +65,11 @@ __all__ = [
     "init_train_state",
     "build_dispatch",
     "progress_enabled",
+    "data_parallel_mesh",
 ]
+
+logger = logging.getLogger("numpyro_hgf.train")
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
@@ -133,6 +159,9 @@ def build_dispatch(
     steps_per_dispatch: int,
     ema_decay: float | None = None,
     has_aux: bool = False,
+    compute_dtype=None,
+    batch_sharding=None,
+    state_sharding=None,
 ):
     """Pure ``dispatch(state, data, num_active) -> (state, losses, first_bad)``.
 
@@ -142,13 +171,38 @@ def build_dispatch(
     (device arrays, leading axis = examples), evaluates ``loss_fn``, and applies the
     optax update.  A non-finite loss leaves the state unchanged, freezes the rest of
     the dispatch, and its index comes back in ``first_bad`` (``-1`` if none).
+
+    ``compute_dtype`` (e.g. ``jnp.bfloat16``): evaluate the loss on casts of the floating
+    params and batch (mixed precision; gradients and the update stay in the params' dtype).
+    ``batch_sharding`` / ``state_sharding``: ``jax.sharding`` constraints for the minibatch
+    (data parallel: sharded along the example axis) and the state (replicated).
     """
+    if compute_dtype is not None:
+        inner = loss_fn
+
+        def cast(tree):
+            return jax.tree.map(
+                lambda a: (
+                    a.astype(compute_dtype)
+                    if jnp.issubdtype(jnp.result_type(a), jnp.floating)
+                    else a
+                ),
+                tree,
+            )
+
+        def loss_fn(params, batch, key, *aux):
+            out = inner(cast(params), cast(batch), key, *aux)
+            if has_aux:
+                return out[0].astype(jnp.float32), out[1]
+            return out.astype(jnp.float32)
 
     def one_step(state: TrainState, data):
         key, batch_key, loss_key = jax.random.split(state.key, 3)
         num = jax.tree_util.tree_leaves(data)[0].shape[0]
         idx = jax.random.randint(batch_key, (batch_size,), 0, num)
         batch = jax.tree.map(lambda a: a[idx], data)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         if has_aux:
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 state.params, batch, loss_key, state.aux
@@ -183,9 +237,54 @@ def build_dispatch(
 
         init = (state, jnp.asarray(-1, jnp.int32))
         (state, first_bad), losses = jax.lax.scan(body, init, jnp.arange(steps_per_dispatch))
+        if state_sharding is not None:
+            state = jax.lax.with_sharding_constraint(state, state_sharding)
         return state, losses, first_bad
 
     return dispatch
+
+
+def data_parallel_mesh(devices="all"):
+    """A one-axis ``jax.sharding.Mesh`` named ``"data"`` for data-parallel training.
+
+    Args:
+        devices: ``"all"`` (``jax.devices()``: every local device, and every host's after
+            ``jax.distributed.initialize``), a number ``n`` (the first ``n`` devices), a
+            sequence of devices, or a ``Mesh`` with a ``"data"`` axis (returned as is).
+    """
+    from jax.sharding import Mesh
+
+    if isinstance(devices, Mesh):
+        if "data" not in devices.axis_names:
+            raise ValueError(
+                f"devices: expected a Mesh with a 'data' axis, got axes {devices.axis_names}"
+            )
+        return devices
+    if isinstance(devices, str):
+        check_choice("devices", devices, ("all",))
+        devices = jax.devices()
+    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        n = check_positive_int("devices", devices)
+        if n > jax.device_count():
+            raise ValueError(
+                f"devices: expected at most the {jax.device_count()} available devices, got {n}"
+            )
+        devices = jax.devices()[:n]
+    elif not isinstance(devices, Sequence) or not devices:
+        raise TypeError(
+            "devices: expected 'all', a number of devices, a sequence of devices or a Mesh, "
+            f"got {devices!r}"
+        )
+    return Mesh(np.asarray(list(devices)), ("data",))
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _copy(tree):
+    """Fresh buffers for every leaf (the dispatch donates its input state)."""
+    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
 
 
 class Trainer:
@@ -194,7 +293,8 @@ class Trainer:
     Args:
         loss_fn: the objective (see :mod:`numpyro_hgf.objectives`).
         optimizer: an optax transformation, or a float learning rate for Adam.
-        batch_size: minibatch size drawn (with replacement) each step.
+        batch_size: minibatch size drawn (with replacement) each step; with ``devices``
+            the global batch, a multiple of the number of devices.
         steps_per_dispatch: optimizer steps per ``lax.scan`` dispatch.
         ema_decay: keep an exponential moving average of the params (e.g. ``0.999``).
         clip_norm: clip gradients by global norm before the optimizer.
@@ -202,6 +302,24 @@ class Trainer:
             carries ``aux`` state from step to step (give its initial value to
             :meth:`init` / :meth:`fit`).
         progress: show a progress bar (``None``: on unless ``NUMPYRO_HGF_PROGRESS=0``).
+        devices: data-parallel training over these devices (see
+            :func:`data_parallel_mesh`: ``"all"``, a number, a device list or a ``Mesh``);
+            ``None`` (default): the default device, no sharding.
+        donate: donate the state's buffers to each dispatch (in-place updates).
+        precision: ``"float32"`` or ``"bfloat16"`` (mixed precision, float32 master params).
+        checkpoint_dir: save orbax checkpoints of the state here, and resume from the newest
+            one in :meth:`fit` (see :mod:`numpyro_hgf.train.checkpoint`).
+        checkpoint_every: save every this many steps (default: only at the end and at the
+            last good step before a non-finite loss).
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        checkpoint_description: JSON-able description of the model (e.g. the network's
+            config), stored with the checkpoints; resuming with another one is an error.
+        callback: ``callback(state)`` on the host every ``callback_every`` steps (sample
+            grids, logging); copy what it keeps, the next dispatch donates the state.
+        callback_every: steps between callbacks (default ``steps_per_dispatch``).
+
+    After :meth:`fit`, ``trainer.throughput`` holds ``steps_per_s`` and ``examples_per_s``
+    measured on the dispatches after the first (which includes compilation).
 
     Example::
 
@@ -221,6 +339,15 @@ class Trainer:
         progress: bool | None = None,
         description: str = "training",
         has_aux: bool = False,
+        devices=None,
+        donate: bool = True,
+        precision: str = "float32",
+        checkpoint_dir=None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int = 3,
+        checkpoint_description: dict | None = None,
+        callback: Callable[[TrainState], Any] | None = None,
+        callback_every: int | None = None,
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
@@ -245,6 +372,41 @@ class Trainer:
         self.progress = progress
         self.description = description
         self.has_aux = bool(has_aux)
+        self.donate = bool(donate)
+        self.precision = check_choice("precision", precision, tuple(PRECISIONS))
+        self.mesh = None if devices is None else data_parallel_mesh(devices)
+        batch_sharding = state_sharding = None
+        if self.mesh is not None:
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            num = self.mesh.shape["data"]
+            if self.batch_size % num:
+                raise ValueError(
+                    f"batch_size: expected a multiple of the {num} devices of the data-parallel "
+                    f"mesh (each device takes batch_size / {num} examples), got {self.batch_size}"
+                )
+            state_sharding = NamedSharding(self.mesh, PartitionSpec())
+            batch_sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        self._replicated = state_sharding
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = (
+            None
+            if checkpoint_every is None
+            else check_positive_int("checkpoint_every", checkpoint_every)
+        )
+        if self.checkpoint_every is not None and checkpoint_dir is None:
+            raise ValueError("checkpoint_every: checkpoints need a checkpoint_dir, got None")
+        self.keep_checkpoints = check_positive_int("keep_checkpoints", keep_checkpoints)
+        self.checkpoint_description = checkpoint_description
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+        self.callback = callback
+        self.callback_every = (
+            None
+            if callback is None
+            else check_positive_int("callback_every", callback_every or self.steps_per_dispatch)
+        )
+        self.throughput: dict[str, float] = {}
         self._dispatch = jax.jit(
             build_dispatch(
                 loss_fn,
@@ -253,24 +415,41 @@ class Trainer:
                 steps_per_dispatch=self.steps_per_dispatch,
                 ema_decay=ema_decay,
                 has_aux=self.has_aux,
-            )
+                compute_dtype=PRECISIONS[self.precision],
+                batch_sharding=batch_sharding,
+                state_sharding=state_sharding,
+            ),
+            donate_argnums=(0,) if self.donate else (),
         )
+
+    # -- placement -----------------------------------------------------------------------
+    def _place(self, tree):
+        """Replicate ``tree`` over the mesh (no-op without ``devices``)."""
+        if self.mesh is None:
+            return tree
+        sharding = self._replicated
+        if jax.process_count() == 1:
+            return jax.device_put(tree, sharding)
+
+        def put(x):  # several hosts: every process holds the same values
+            if _is_key(x):
+                data = put(jax.random.key_data(x))
+                return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+            host = np.asarray(x)
+            return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+        return jax.tree.map(put, tree, is_leaf=_is_key)
 
     def init(self, params, key, aux=None) -> TrainState:
         """Initial state for ``params``, a ``jax.random`` key and the loss's ``aux`` state."""
         if self.has_aux and aux is None:
             raise ValueError("aux: a loss with has_aux=True needs an initial aux state, got None")
-        return init_train_state(
+        state = init_train_state(
             params, self.optimizer, key, ema=self.ema_decay is not None, aux=aux
         )
+        return self._place(state)
 
-    def step(self, state: TrainState, data, num_steps: int | None = None):
-        """Run one dispatch (``steps_per_dispatch`` steps, or the first ``num_steps``).
-
-        Returns ``(state, losses)`` with ``losses`` a numpy array of the steps run.
-        Raises :class:`NonFiniteLossError` if a loss was not finite.
-        """
-        num_steps = self.steps_per_dispatch if num_steps is None else num_steps
+    def _run(self, state: TrainState, data, num_steps: int):
         start = int(state.step)
         state, losses, first_bad = self._dispatch(state, data, jnp.asarray(num_steps))
         losses = np.asarray(losses[:num_steps])
@@ -278,6 +457,19 @@ class Trainer:
         if first_bad >= 0:
             raise NonFiniteLossError(start + first_bad, state, losses[:first_bad])
         return state, losses
+
+    def step(self, state: TrainState, data, num_steps: int | None = None):
+        """Run one dispatch (``steps_per_dispatch`` steps, or the first ``num_steps``).
+
+        Returns ``(state, losses)`` with ``losses`` a numpy array of the steps run.
+        Raises :class:`NonFiniteLossError` if a loss was not finite.  ``state`` stays
+        valid (with ``donate=True`` the dispatch works on a copy).
+        """
+        num_steps = self.steps_per_dispatch if num_steps is None else num_steps
+        state = self._place(state)
+        if self.donate:
+            state = _copy(state)
+        return self._run(state, self._place(data), num_steps)
 
     def fit(
         self,
@@ -291,12 +483,14 @@ class Trainer:
         validation_fn: Callable[[Any], float] | None = None,
         validate_every: int | None = None,
         patience: int | None = None,
+        resume: bool = True,
     ) -> TrainResult:
         """Train for ``steps`` steps from ``params`` (or resume from ``state``).
 
         Args:
             params: initial params (ignored when ``state`` is given).
-            data: pytree of arrays with a shared leading example axis, kept on device.
+            data: pytree of arrays with a shared leading example axis, kept on device
+                (replicated over the mesh with ``devices``).
             steps: number of optimizer steps to run.
             key: ``jax.random`` key; the same key gives the same params.
             state: resume from this state (e.g. ``error.last_good_state`` or a previous
@@ -306,16 +500,23 @@ class Trainer:
                 ``validate_every`` steps on the params in use (EMA when on).
             patience: stop after this many validations without improvement and return
                 the best validated params.
+            resume: with a ``checkpoint_dir`` holding checkpoints of this model, continue
+                from the newest one towards the same final step (``state.step + steps`` of
+                the state this call starts from), so an interrupted run, started again
+                with the same arguments, ends with the params of an uninterrupted one.
+                ``history`` then holds the losses of the steps run by this call.
 
         Raises:
             NonFiniteLossError: a loss was NaN/inf; the error names the step and holds the
-                last good state and the loss history.
+                last good state and the loss history (and, with a ``checkpoint_dir``, that
+                state is saved there as the newest checkpoint).
+            ValueError: ``checkpoint_dir`` holds checkpoints of a different model.
         """
         steps = check_positive_int("steps", steps)
         num = _num_examples(data)
         for i, leaf in enumerate(jax.tree_util.tree_leaves(data)):
             check_finite("data" if i == 0 else f"data[{i}]", leaf)
-        data = jax.tree.map(jnp.asarray, data)
+        data = self._place(jax.tree.map(jnp.asarray, data))
         if num < 1:
             raise ValueError(f"data: expected at least one example, got {num}")
         if patience is not None:
@@ -326,16 +527,43 @@ class Trainer:
             validate_every = check_positive_int(
                 "validate_every", validate_every or self.steps_per_dispatch
             )
-        if state is None:
-            state = self.init(params, key, aux)
+        state = self.init(params, key, aux) if state is None else self._place(state)
+        if self.donate:
+            state = _copy(state)
+        target = int(state.step) + steps
 
+        checkpointer = None
+        if self.checkpoint_dir is not None:
+            from numpyro_hgf.train.checkpoint import TrainCheckpointer, state_fingerprint
+
+            checkpointer = TrainCheckpointer(
+                self.checkpoint_dir,
+                state_fingerprint(state, self.checkpoint_description),
+                max_to_keep=self.keep_checkpoints,
+            )
+            if resume and checkpointer.latest_step() is not None:
+                state = checkpointer.restore(state)
+                logger.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
+        try:
+            return self._fit_loop(
+                state, data, target, checkpointer, validation_fn, validate_every, patience
+            )
+        finally:
+            if checkpointer is not None:
+                checkpointer.close()
+
+    def _fit_loop(self, state, data, target, checkpointer, validation_fn, validate_every, patience):
         use = (lambda s: s.ema_params) if self.ema_decay is not None else (lambda s: s.params)
+        keep = _copy if self.donate else (lambda tree: tree)
         history: list[np.ndarray] = []
         validation: list[tuple[int, float]] = []
         best_value, best_params, since_best = math.inf, None, 0
         stopped_early = False
+        step = int(state.step)
+        steps = max(target - step, 0)
         next_validation = validate_every or 0
         done = 0
+        dispatch_times: list[tuple[int, float]] = []
         with tqdm(
             total=steps,
             desc=self.description,
@@ -347,26 +575,62 @@ class Trainer:
                 chunk = min(self.steps_per_dispatch, steps - done)
                 if validation_fn is not None:
                     chunk = min(chunk, next_validation - done)
+                for every in (self.checkpoint_every, self.callback_every):
+                    if every is not None:
+                        chunk = min(chunk, every - step % every)
+                tick = time.perf_counter()
                 try:
-                    state, losses = self.step(state, data, chunk)
+                    state, losses = self._run(state, data, chunk)
                 except NonFiniteLossError as err:
                     err.history = np.concatenate(history + [err.history])
+                    if checkpointer is not None:
+                        saved = checkpointer.save(err.last_good_state)
+                        err.checkpoint_dir = checkpointer.directory
+                        err.checkpoint_step = saved
+                        err.args = (
+                            f"{err.args[0]} The last good state (step {saved}) is the newest "
+                            f"checkpoint in checkpoint_dir {str(checkpointer.directory)!r}.",
+                        )
                     raise
+                dispatch_times.append((chunk, time.perf_counter() - tick))
                 history.append(losses)
                 done += chunk
+                step += chunk
                 bar.update(chunk)
-                bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+                postfix = {"loss": f"{float(losses[-1]):.4f}"}
+                rate = self._measure(dispatch_times)
+                if rate:
+                    postfix["ex/s"] = f"{rate['examples_per_s']:.0f}"
+                bar.set_postfix(postfix)
+                if (
+                    checkpointer is not None
+                    and self.checkpoint_every
+                    and not step % self.checkpoint_every
+                ):
+                    checkpointer.save(state)
+                if self.callback is not None and not step % self.callback_every:
+                    self.callback(state)
                 if validation_fn is not None and done >= next_validation:
                     next_validation += validate_every
                     value = float(validation_fn(use(state)))
                     validation.append((int(state.step), value))
                     if value < best_value:
-                        best_value, best_params, since_best = value, use(state), 0
+                        best_value, best_params, since_best = value, keep(use(state)), 0
                     else:
                         since_best += 1
                         if patience is not None and since_best >= patience:
                             stopped_early = True
                             break
+        if checkpointer is not None:
+            checkpointer.save(state)
+        self.throughput = self._measure(dispatch_times) or self.throughput
+        if self.throughput:
+            logger.info(
+                "%s: %.1f steps/s, %.0f examples/s",
+                self.description,
+                self.throughput["steps_per_s"],
+                self.throughput["examples_per_s"],
+            )
         params_out = use(state)
         if patience is not None and best_params is not None:
             params_out = best_params
@@ -377,3 +641,15 @@ class Trainer:
             validation,
             stopped_early,
         )
+
+    def _measure(self, dispatch_times) -> dict[str, float]:
+        """Steps/s and examples/s over the dispatches after the first (compilation)."""
+        timed = dispatch_times[1:]
+        seconds = sum(t for _, t in timed)
+        if not timed or seconds <= 0:
+            return {}
+        num_steps = sum(n for n, _ in timed)
+        return {
+            "steps_per_s": num_steps / seconds,
+            "examples_per_s": num_steps * self.batch_size / seconds,
+        }
