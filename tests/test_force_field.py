@@ -72,7 +72,6 @@ def z_scores(draws):
     return out
 
 
-@pytest.fixture(scope="module")
 def exactness_runs():
     key = jax.random.key(7)
     kw = dict(step_size=0.35, num_integration_steps=8)
@@ -102,17 +101,16 @@ def test_reproduces_blackjax_hmc_with_the_exact_force():
     np.testing.assert_allclose(s1.logdensity, s2.logdensity, atol=1e-6)
 
 
-def test_adjusted_wrong_force_is_exact(exactness_runs):
-    (draws, acc, adjusted), _ = exactness_runs
+def test_adjusted_wrong_force_is_exact_and_unadjusted_fails():
+    (draws, acc, adjusted), unadjusted_run = exactness_runs()
     assert draws.shape == (10, 2000, 2) and adjusted.all()
     z = z_scores(draws)
     assert all(abs(v) < 2.33 for v in z.values()), z
     assert stats.chi2.sf(sum(v**2 for v in z.values()), df=len(z)) > 0.01
     assert 0.3 < acc.mean() < 0.99  # the wrong force costs acceptance, not correctness
 
-
-def test_unadjusted_wrong_force_fails_negative_control(exactness_runs):
-    _, (draws, acc, adjusted) = exactness_runs
+    # negative control: the same force without the Metropolis correction must fail
+    draws, acc, adjusted = unadjusted_run
     assert not adjusted.any() and np.all(acc == 1.0)
     z = z_scores(draws)
     assert max(abs(v) for v in z.values()) > 2.33, z
@@ -160,6 +158,7 @@ def test_with_force_keeps_the_value_and_swaps_the_gradient():
     np.testing.assert_allclose(grad, learned_force(x), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_dense_mass_matches_blackjax_statistics():
     # a dense inverse mass equal to the covariance: the whitened leapfrog is exact HMC
     algorithm = nh.infer.force_field_hmc(

@@ -29,8 +29,7 @@ def wrong_force(x):
     return -0.6 * x + 0.5  # the prior's score is -x
 
 
-@pytest.fixture(scope="module")
-def mcmc():
+def run_mcmc():
     kernel = nh.infer.LearnedForceHMC(model, {"x": wrong_force}, num_integration_steps=3)
     mcmc = MCMC(
         kernel,
@@ -44,7 +43,8 @@ def mcmc():
     return mcmc
 
 
-def test_mcmc_runs_and_matches_the_closed_form(mcmc):
+def test_mcmc_runs_matches_the_closed_form_and_flags_reach_arviz():
+    mcmc = run_mcmc()
     precision = 1.0 + Y.shape[0] / NOISE**2
     mean, var = Y.sum(0) / NOISE**2 / precision, 1.0 / precision
     x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
@@ -58,8 +58,6 @@ def test_mcmc_runs_and_matches_the_closed_form(mcmc):
     samples = mcmc.get_samples()
     np.testing.assert_allclose(samples["x_sum"], samples["x"].sum(-1), rtol=1e-5, atol=1e-6)
 
-
-def test_flags_reach_arviz(mcmc):
     idata = az.from_numpyro(mcmc)
     st = idata.sample_stats
     assert bool(st["is_adjusted"].values.all())

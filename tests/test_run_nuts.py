@@ -59,7 +59,6 @@ def mean_z(a, b, names):
     return out
 
 
-@pytest.fixture(scope="module")
 def eight_schools_runs():
     kw = dict(num_warmup=400, num_samples=1000, num_chains=4)
     ours = nh.infer.run_nuts(eight_schools, SIGMA, y=Y, key=jax.random.key(1), progress=False, **kw)
@@ -71,33 +70,26 @@ def eight_schools_runs():
     return ours, az.from_numpyro(mcmc), shifted
 
 
-def test_eight_schools_agrees_with_numpyro_nuts(eight_schools_runs):
-    ours, peer, _ = eight_schools_runs
+@pytest.mark.slow
+def test_eight_schools_agrees_with_numpyro_nuts():
+    ours, peer, shifted = eight_schools_runs()
     z = mean_z(ours, peer, ["mu", "tau"])
-    z["theta0"] = (
-        float(ours.posterior["theta"][..., 0].mean())
-        - float(peer.posterior["theta"][..., 0].mean())
-    ) / np.hypot(
-        float(az.mcse(ours.posterior["theta"][..., 0].values, method="mean")),
-        float(az.mcse(peer.posterior["theta"][..., 0].values, method="mean")),
+    theta_ours = ours.posterior["theta"].values[..., 0]
+    theta_peer = peer.posterior["theta"].values[..., 0]
+    z["theta0"] = (theta_ours.mean() - theta_peer.mean()) / np.hypot(
+        float(az.mcse(theta_ours, method="mean")), float(az.mcse(theta_peer, method="mean"))
     )
     assert all(abs(v) < 3.0 for v in z.values()), z
     assert stats.chi2.sf(sum(v**2 for v in z.values()), df=len(z)) > 0.01, z
     assert float(az.rhat(ours, var_names=["mu"])["mu"]) < 1.02
-
-
-def test_eight_schools_negative_control_shifted_data(eight_schools_runs):
-    _, peer, shifted = eight_schools_runs
-    z = mean_z(shifted, peer, ["mu", "tau"])
-    assert stats.chi2.sf(sum(v**2 for v in z.values()), df=len(z)) < 1e-3, z
-
-
-def test_constrained_values_and_deterministic_sites(eight_schools_runs):
-    ours, _, _ = eight_schools_runs
+    # negative control: the same comparison on shifted data must fail
+    zs = mean_z(shifted, peer, ["mu", "tau"])
+    assert stats.chi2.sf(sum(v**2 for v in zs.values()), df=len(zs)) < 1e-3, zs
+    # constrained values, deterministic site, observed data, sample stats
     post = ours.posterior
     assert set(post.data_vars) == {"mu", "tau", "eta", "theta"}
     assert post["tau"].shape == (4, 1000) and post["theta"].shape == (4, 1000, 8)
-    assert float(post["tau"].min()) > 0.0  # constrained through the model's bijection
+    assert float(post["tau"].min()) > 0.0
     np.testing.assert_allclose(
         post["theta"].values,
         post["mu"].values[..., None] + post["tau"].values[..., None] * post["eta"].values,
@@ -105,36 +97,57 @@ def test_constrained_values_and_deterministic_sites(eight_schools_runs):
         atol=1e-5,
     )
     np.testing.assert_array_equal(ours.observed_data["obs"].values, Y)
+    check_sample_stats(ours.sample_stats, (4, 1000))
 
 
-def test_sample_stats(eight_schools_runs):
-    ours, _, _ = eight_schools_runs
-    st = ours.sample_stats
+def check_sample_stats(st, shape):
     for name in ("diverging", "acceptance_rate", "step_size", "tree_depth", "n_steps", "lp"):
-        assert st[name].shape == (4, 1000), name
+        assert st[name].shape == shape, name
     assert st["diverging"].dtype == bool
     n, depth = st["n_steps"].values, st["tree_depth"].values
     assert np.all((n >= 1) & (n <= 2**depth - 1) & (n >= 2 ** (depth - 1)))
     assert 0.6 < float(st["acceptance_rate"].mean()) < 0.99  # target 0.8
     step = st["step_size"].values
     assert np.all(step > 0) and np.all(step == step[:, :1])  # fixed after warmup, per chain
-    assert ours.attrs["sampler"] == "nuts"
 
 
-def test_same_key_same_draws_and_no_recompilation():
-    kw = dict(num_warmup=100, num_samples=100, num_chains=2, progress=False)
-    a = nh.infer.run_hmc(gaussian_model, Y_GAUSS, key=jax.random.key(0), **kw)
+def scale_model(y):
+    """A positive latent (x = exp(z)) and a deterministic site, conjugate enough to check:
+    s ~ HalfNormal(1), m ~ N(0, 1), y_i ~ N(m, 1)."""
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    m = numpyro.sample("m", dist.Normal(0.0, 1.0))
+    numpyro.deterministic("m_over_s", m / s)
+    with numpyro.plate("n", y.shape[0]):
+        numpyro.sample("y", dist.Normal(m, 1.0), obs=y)
+
+
+def test_run_nuts_constrains_adds_deterministic_sites_and_caches():
+    y = jnp.array([0.4, 1.2, 0.9, 0.1])
+    kw = dict(num_warmup=200, num_samples=500, num_chains=2, progress=False)
+    a = nh.infer.run_nuts(scale_model, y, key=jax.random.key(0), **kw)
     from numpyro_hgf.infer import blackjax_bridge as bb
 
-    sizes = [f._cache_size() for f in bb._CACHE[next(reversed(bb._CACHE))]]
-    b = nh.infer.run_hmc(gaussian_model, Y_GAUSS, key=jax.random.key(0), **kw)
-    c = nh.infer.run_hmc(gaussian_model, Y_GAUSS + 1.0, key=jax.random.key(0), **kw)
-    assert [f._cache_size() for f in bb._CACHE[next(reversed(bb._CACHE))]] == sizes
-    np.testing.assert_array_equal(a.posterior["x"].values, b.posterior["x"].values)
-    assert not np.allclose(a.posterior["x"].values, c.posterior["x"].values)
+    functions = bb._CACHE[next(reversed(bb._CACHE))]
+    sizes = [f._cache_size() for f in functions]
+    b = nh.infer.run_nuts(scale_model, y, key=jax.random.key(0), **kw)
+    c = nh.infer.run_nuts(scale_model, y + 1.0, key=jax.random.key(0), **kw)
+    assert [f._cache_size() for f in functions] == sizes  # new data, no recompilation
+    np.testing.assert_array_equal(a.posterior["m"].values, b.posterior["m"].values)
+    assert not np.allclose(a.posterior["m"].values, c.posterior["m"].values)
+
+    post = a.posterior
+    assert set(post.data_vars) == {"s", "m", "m_over_s"}
+    assert float(post["s"].min()) > 0.0  # HalfNormal support through the bijection
+    np.testing.assert_allclose(post["m_over_s"], post["m"] / post["s"], rtol=1e-5)
+    # m is independent of s a posteriori: N(sum y / (n + 1), 1 / (n + 1))
+    m = post["m"].values
+    z = (m.mean() - float(y.sum()) / 5) / float(az.mcse(m, method="mean"))
+    assert abs(z) < 3.0, z
+    np.testing.assert_array_equal(a.observed_data["y"].values, np.asarray(y))
+    check_sample_stats(a.sample_stats, (2, 500))
+    assert a.attrs["sampler"] == "nuts"
 
 
-@pytest.fixture(scope="module")
 def gaussian_runs():
     # short trajectories (3 steps): fixed-length HMC near a half period is antithetic and
     # its ESS (hence MCSE) is unreliable on Gaussians
@@ -177,17 +190,16 @@ def closed_form_z(idata, mean, var):
     return np.array(z)
 
 
-def test_run_hmc_matches_the_closed_form_posterior(gaussian_runs):
-    (mean, var), hmc, _, _ = gaussian_runs
+@pytest.mark.slow
+def test_run_hmc_and_learned_force_runs_match_the_closed_form():
+    (mean, var), hmc, forced, unadjusted = gaussian_runs()
     z = closed_form_z(hmc, mean, var)
     assert np.all(np.abs(z) < 3.0), z
     assert stats.chi2.sf(np.sum(z**2), df=z.size) > 0.01
     assert "tree_depth" not in hmc.sample_stats and hmc.attrs["sampler"] == "hmc"
     assert np.all(hmc.sample_stats["n_steps"].values == 3)
 
-
-def test_learned_force_in_a_model_stays_exact_when_adjusted(gaussian_runs):
-    (mean, var), _, forced, unadjusted = gaussian_runs
+    # the learned (wrong) force for the prior site with the Metropolis step stays exact
     z = closed_form_z(forced, mean, var)
     assert stats.chi2.sf(np.sum(z**2), df=z.size) > 0.01, z
     assert forced.sample_stats["is_adjusted"].values.all() and forced.attrs["adjusted"] == 1
