@@ -28,7 +28,9 @@ decreasing, a score or log density whose output does not fit ``x``) raise a
 are traced (inside a user's ``jit``) are not inspected; shapes always are.
 
 The reverse-SDE, predictor-corrector and probability-flow ODE samplers of diffusion
-models will live here too (``reverse_sde``, ``predictor_corrector``, ``ode_sample``).
+models (``reverse_sde``, ``predictor_corrector``, ``ode_sample``) and DDPM's
+``ddpm_ancestral`` live in :mod:`numpyro_hgf.diffusion_samplers` and
+:mod:`numpyro_hgf.ddpm`, and are re-exported here.
 """
 
 from __future__ import annotations
