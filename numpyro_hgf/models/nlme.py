@@ -1,0 +1,1052 @@
+"""Nonlinear mixed-effects (NLME) models (seed 004, "Pharmacometrics Notation").
+
+Subject ``i`` has observations ``y_ij`` at times ``t_ij`` and random effects ``eta_i``::
+
+    eta_i ~ N(0, Omega)                      (Omega diagonal or full)
+    y_ij  = f(theta, eta_i, x_i, t_ij) + g_ij eps_ij,   eps_ij ~ N(0, 1)
+
+with a structural model ``f`` (any JAX function, e.g. :func:`~numpyro_hgf.models.pk.
+one_compartment_oral`, or one with a neural network inside: ``theta`` is a pytree and may
+hold flax params) and a residual error model ``g``: additive ``g = a``, proportional
+``g = b f`` or combined ``g = sqrt(a^2 + b^2 f^2)``.
+
+The marginal likelihood ``p(y | theta, Omega, sigma) = prod_i int p(y_i | eta) p(eta) d eta``
+is fitted by
+
+* :func:`fit_laplace` -- the Laplace approximation (inner mode search per subject, outer
+  L-BFGS; ``method="laplace"`` uses the exact Hessian, ``"focei"`` the
+  Gauss-Newton information of FOCE-I), with standard errors from the Hessian of the
+  objective;
+* :func:`fit_svi` -- the ELBO of :func:`numpyro_model` with a per-subject (``"mvn"``,
+  ``"normal"``) or an amortized guide (:class:`~numpyro_hgf.guides.AmortizedNormalGuide`);
+* :func:`fit_nuts` -- NumPyro's NUTS on the model with priors, returning
+  ``arviz.InferenceData``.
+
+:func:`importance_log_likelihood` estimates the marginal likelihood by importance sampling
+(an importance-weighted bound, Burda et al. 2016), :func:`predict` gives population and
+individual predictions, :func:`plot_vpc` a visual predictive check PNG and
+:func:`parameter_table` the estimates with standard errors.
+
+Data handling (:func:`prepare_data`): a long table (one row per observation) is reshaped to
+padded ``(num_subjects, max_obs)`` arrays with a mask.  Missing columns, negative times or
+doses and a structural model returning the wrong shape are ``ValueError``\\ s; NaN
+observations are an error by default, and with ``missing="drop"`` they are masked out
+(they contribute nothing to the likelihood).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import CorrCholeskyTransform
+from tqdm.auto import tqdm
+
+from numpyro_hgf._checks import check_choice, check_positive_int
+from numpyro_hgf.models.laplace import laplace_log_marginal
+from numpyro_hgf.models.pk import one_compartment_oral
+from numpyro_hgf.train.trainer import progress_enabled
+
+__all__ = [
+    "NLMEData",
+    "NLMEModel",
+    "LaplaceFit",
+    "prepare_data",
+    "theophylline_data",
+    "theophylline_model",
+    "residual_sd",
+    "subject_log_likelihood",
+    "laplace_log_likelihood",
+    "fit_laplace",
+    "numpyro_model",
+    "fit_svi",
+    "fit_nuts",
+    "importance_log_likelihood",
+    "guide_moments",
+    "predict",
+    "parameter_table",
+    "plot_vpc",
+    "one_compartment_oral",
+]
+
+ERROR_MODELS = ("additive", "proportional", "combined")
+OMEGA_KINDS = ("diagonal", "full")
+
+
+# ---------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------
+
+
+class NLMEData(NamedTuple):
+    """Padded per-subject arrays (``N`` subjects, at most ``T`` observations each).
+
+    Attributes:
+        times: ``(N, T)`` observation times (padding: the subject's last time).
+        obs: ``(N, T)`` observations (padding and missing values: 0).
+        mask: ``(N, T)`` bool, True where an observation counts.
+        covariates: dict name -> ``(N,)`` per-subject covariates.
+        subjects: ``(N,)`` subject ids as in the table.
+    """
+
+    times: jax.Array
+    obs: jax.Array
+    mask: jax.Array
+    covariates: dict
+    subjects: np.ndarray
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.obs.shape[0])
+
+    @property
+    def num_obs(self) -> int:
+        return int(np.sum(np.asarray(self.mask)))
+
+    def astype(self, dtype) -> NLMEData:
+        """The same data with float arrays cast to ``dtype``."""
+        cov = {k: jnp.asarray(v, dtype) for k, v in self.covariates.items()}
+        return self._replace(
+            times=jnp.asarray(self.times, dtype),
+            obs=jnp.asarray(self.obs, dtype),
+            covariates=cov,
+        )
+
+
+def prepare_data(
+    table: Mapping[str, Any],
+    *,
+    subject: str,
+    time: str,
+    observation: str,
+    covariates: Sequence[str] = (),
+    nonnegative: Sequence[str] = (),
+    missing: str = "error",
+) -> NLMEData:
+    """Long table (one row per observation) -> :class:`NLMEData`.
+
+    Args:
+        table: mapping column name -> 1-D array (a dict, a pandas DataFrame, ...).
+        subject, time, observation: column names of the subject id, the time and the
+            observed value.
+        covariates: per-subject columns (constant within a subject; the first row is used).
+        nonnegative: columns that must be ``>= 0`` (e.g. a dose); times always must.
+        missing: NaN observations: ``"error"`` (default) raises, ``"drop"`` masks them out.
+
+    Raises:
+        ValueError: a missing column, columns of different lengths, a negative time or a
+            negative value of a ``nonnegative`` column, a non-finite time or covariate, NaN
+            observations with ``missing="error"``, a subject without observations.
+    """
+    check_choice("missing", missing, ("error", "drop"))
+    needed = [subject, time, observation, *covariates, *nonnegative]
+    absent = [c for c in dict.fromkeys(needed) if c not in table]
+    if absent:
+        raise ValueError(
+            f"table: expected columns {absent} (needed by subject/time/observation/covariates),"
+            f" got columns {list(table.keys())}"
+        )
+    cols = {c: np.asarray(table[c]) for c in dict.fromkeys(needed)}
+    lengths = {c: v.shape for c, v in cols.items()}
+    if len({v.shape for v in cols.values()}) != 1 or any(v.ndim != 1 for v in cols.values()):
+        raise ValueError(f"table: expected 1-D columns of one length, got shapes {lengths}")
+    t = cols[time].astype(np.float64)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(
+            f"{time}: expected finite times, got {int(np.sum(~np.isfinite(t)))} NaN/inf"
+        )
+    if np.any(t < 0):
+        raise ValueError(
+            f"{time}: expected non-negative times, got {int(np.sum(t < 0))} negative "
+            f"(min {t.min()})"
+        )
+    for c in nonnegative:
+        v = cols[c].astype(np.float64)
+        if np.any(~np.isfinite(v)) or np.any(v < 0):
+            raise ValueError(
+                f"{c}: expected finite non-negative values, got min {np.nanmin(v)} "
+                f"and {int(np.sum(~np.isfinite(v)))} non-finite"
+            )
+    y = cols[observation].astype(np.float64)
+    bad = ~np.isfinite(y)
+    if bad.any() and missing == "error":
+        raise ValueError(
+            f"{observation}: expected finite observations, got {int(bad.sum())} NaN/inf "
+            f"(rows {np.flatnonzero(bad)[:5].tolist()}); pass missing='drop' to mask them out"
+        )
+    ids = cols[subject]
+    _, first = np.unique(ids, return_index=True)
+    order = ids[np.sort(first)]
+    rows = [np.flatnonzero(ids == s) for s in order]
+    T = max(len(r) for r in rows)
+    N = len(order)
+    times = np.zeros((N, T))
+    obs = np.zeros((N, T))
+    mask = np.zeros((N, T), bool)
+    for i, r in enumerate(rows):
+        r = r[np.argsort(t[r], kind="stable")]
+        times[i, : len(r)] = t[r]
+        times[i, len(r) :] = t[r][-1]
+        obs[i, : len(r)] = np.where(bad[r], 0.0, y[r])
+        mask[i, : len(r)] = ~bad[r]
+        if not mask[i].any():
+            raise ValueError(f"{observation}: subject {order[i]!r} has no finite observation")
+    cov = {}
+    for c in covariates:
+        v = cols[c].astype(np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{c}: expected finite covariate values, got NaN/inf")
+        cov[c] = jnp.asarray(np.asarray([v[r[0]] for r in rows]))
+    return NLMEData(jnp.asarray(times), jnp.asarray(obs), jnp.asarray(mask), cov, np.asarray(order))
+
+
+def theophylline_data() -> NLMEData:
+    """The shipped theophylline table as :class:`NLMEData`, dose in mg (``Dose * Wt``).
+
+    Covariates: ``dose`` (mg) and ``weight`` (kg).  All 132 concentrations count (also the
+    pre-dose samples at ``t = 0``, as in the published fits).
+    """
+    from numpyro_hgf.datasets import theophylline
+
+    th = theophylline()
+    table = {
+        "subject": th.subject,
+        "time": th.time_h,
+        "conc": th.conc_mg_per_l,
+        "dose": th.dose_mg,
+        "weight": th.weight_kg,
+    }
+    return prepare_data(
+        table,
+        subject="subject",
+        time="time",
+        observation="conc",
+        covariates=("dose", "weight"),
+        nonnegative=("dose",),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NLMEModel:
+    """An NLME model: structural function, random effects and residual error.
+
+    Attributes:
+        structural: ``f(theta, eta, covariates, times) -> (T,)`` (see module docstring).
+        eta_names: names of the random effects (their number is ``d``).
+        omega: ``"diagonal"`` or ``"full"`` covariance of ``eta``.
+        error: ``"additive"``, ``"proportional"`` or ``"combined"``.
+    """
+
+    structural: Callable
+    eta_names: tuple[str, ...]
+    omega: str = "diagonal"
+    error: str = "additive"
+
+    def __post_init__(self):
+        if not callable(self.structural):
+            raise TypeError(f"structural: expected a callable, got {type(self.structural)}")
+        object.__setattr__(self, "eta_names", tuple(self.eta_names))
+        if not self.eta_names:
+            raise ValueError("eta_names: expected at least one random effect, got none")
+        check_choice("omega", self.omega, OMEGA_KINDS)
+        check_choice("error", self.error, ERROR_MODELS)
+
+    @property
+    def eta_dim(self) -> int:
+        return len(self.eta_names)
+
+    # -- parameters ------------------------------------------------------------------------
+    def init_params(self, theta, omega_sd=0.3, sigma_add=1.0, sigma_prop=0.1) -> dict:
+        """Unconstrained population parameters (what the fits optimise).
+
+        ``{"theta": theta, "log_omega_sd": (d,), "omega_corr": (d(d-1)/2,) (full only),
+        "log_sigma_add": () (additive/combined), "log_sigma_prop": () (proportional/combined)}``
+        """
+        d = self.eta_dim
+        theta = jax.tree.map(jnp.asarray, theta)
+        p = {
+            "theta": theta,
+            "log_omega_sd": jnp.log(jnp.broadcast_to(jnp.asarray(omega_sd, float), (d,))),
+        }
+        if self.omega == "full":
+            p["omega_corr"] = jnp.zeros((d * (d - 1) // 2,))
+        if self.error in ("additive", "combined"):
+            p["log_sigma_add"] = jnp.log(jnp.asarray(sigma_add, float))
+        if self.error in ("proportional", "combined"):
+            p["log_sigma_prop"] = jnp.log(jnp.asarray(sigma_prop, float))
+        return p
+
+    def omega_scale_tril(self, params) -> jax.Array:
+        """Lower Cholesky factor of ``Omega``: ``diag(sd) @ L_corr``, ``(d, d)``."""
+        sd = jnp.exp(params["log_omega_sd"])
+        if self.omega == "diagonal":
+            return jnp.diag(sd)
+        corr = CorrCholeskyTransform()(params["omega_corr"])
+        return sd[:, None] * corr
+
+    def sigmas(self, params) -> tuple[jax.Array, jax.Array]:
+        """``(a, b)`` of the error model (0 where unused)."""
+        zero = jnp.zeros(())
+        a = jnp.exp(params["log_sigma_add"]) if "log_sigma_add" in params else zero
+        b = jnp.exp(params["log_sigma_prop"]) if "log_sigma_prop" in params else zero
+        return a, b
+
+    def check(self, params, data: NLMEData) -> None:
+        """Raise early if the structural model does not return ``(T,)`` for one subject."""
+        cov0 = {k: v[0] for k, v in data.covariates.items()}
+        eta0 = jnp.zeros((self.eta_dim,), data.times.dtype)
+        try:
+            out = jax.eval_shape(self.structural, params["theta"], eta0, cov0, data.times[0])
+        except Exception as err:  # noqa: BLE001 -- re-raised with the argument's name
+            raise ValueError(
+                f"structural: calling it as f(theta, eta ({self.eta_dim},), covariates "
+                f"{sorted(cov0)}, times {tuple(data.times[0].shape)}) failed: {err}"
+            ) from err
+        T = data.times.shape[1]
+        if getattr(out, "shape", None) != (T,):
+            raise ValueError(
+                f"structural: expected predictions of shape ({T},) for times of shape ({T},), "
+                f"got {getattr(out, 'shape', type(out))}"
+            )
+
+
+def residual_sd(error: str, pred, sigma_add, sigma_prop):
+    """Residual standard deviation ``g``: additive ``a``, proportional ``b |f|``, combined
+    ``sqrt(a^2 + b^2 f^2)``.  Shape of ``pred``."""
+    if error == "additive":
+        return jnp.broadcast_to(sigma_add, jnp.shape(pred))
+    if error == "proportional":
+        return sigma_prop * jnp.abs(pred) + 1e-12
+    return jnp.sqrt(sigma_add**2 + (sigma_prop * pred) ** 2)
+
+
+def subject_log_likelihood(model: NLMEModel, params, eta, covariates, times, obs, mask):
+    """``log p(y_i | eta_i)``: masked sum of Gaussian log densities (a scalar)."""
+    pred = model.structural(params["theta"], eta, covariates, times)
+    sd = residual_sd(model.error, pred, *model.sigmas(params))
+    lp = -0.5 * ((obs - pred) / sd) ** 2 - jnp.log(sd) - 0.5 * math.log(2 * math.pi)
+    return jnp.sum(jnp.where(mask, lp, 0.0))
+
+
+def _eta_log_prior(model: NLMEModel, params, eta):
+    """``log N(eta | 0, Omega)`` with ``Omega = L L^T`` (a triangular solve)."""
+    L = model.omega_scale_tril(params)
+    z = jax.scipy.linalg.solve_triangular(L, eta, lower=True)
+    d = model.eta_dim
+    return -0.5 * z @ z - jnp.sum(jnp.log(jnp.diagonal(L))) - 0.5 * d * math.log(2 * math.pi)
+
+
+def _subject_log_joint(model, covariates, times, obs, mask):
+    """``(eta, params) -> log p(y_i | eta) + log N(eta | 0, Omega)``."""
+
+    def log_joint(eta, params):
+        return subject_log_likelihood(
+            model, params, eta, covariates, times, obs, mask
+        ) + _eta_log_prior(model, params, eta)
+
+    return log_joint
+
+
+def _focei_curvature(model, covariates, times, mask):
+    """Gauss-Newton (Fisher) information of FOCE-I, ``(eta, params) -> (d, d)``:
+    ``J_f^T W J_f + 1/2 J_v^T W^2 J_v + Omega^{-1}``, ``W = diag(mask / v)``, ``v = g^2``."""
+
+    def curvature(eta, params):
+        a, b = model.sigmas(params)
+        L = model.omega_scale_tril(params)
+        omega_inv = jax.scipy.linalg.cho_solve((L, True), jnp.eye(model.eta_dim, dtype=L.dtype))
+
+        def fv(e):
+            f = model.structural(params["theta"], e, covariates, times)
+            return f, residual_sd(model.error, f, a, b) ** 2
+
+        _, v = fv(eta)
+        jf, jv = jax.jacfwd(fv)(eta)
+        w = jnp.where(mask, 1.0 / v, 0.0)
+        return jf.T @ (w[:, None] * jf) + 0.5 * jv.T @ ((w**2)[:, None] * jv) + omega_inv
+
+    return curvature
+
+
+def laplace_log_likelihood(
+    model: NLMEModel, params, data: NLMEData, *, method: str = "laplace", num_steps: int = 30
+):
+    """Laplace approximation of ``log p(y | params)`` summed over subjects.
+
+    Args:
+        model, params: the model and its unconstrained parameters.
+        data: :class:`NLMEData`.
+        method: ``"laplace"`` (exact Hessian) or ``"focei"`` (Gauss-Newton information).
+        num_steps: Newton iterations of the inner mode search.
+
+    Returns:
+        ``(total, per_subject)``: a scalar and a
+        :class:`~numpyro_hgf.models.laplace.LaplaceResult` batched over subjects.
+    """
+    check_choice("method", method, ("laplace", "focei"))
+
+    def one(cov, t, y, m):
+        log_joint = _subject_log_joint(model, cov, t, y, m)
+        gauss_newton = _focei_curvature(model, cov, t, m)
+        curvature = "exact" if method == "laplace" else gauss_newton
+        eta0 = jnp.zeros((model.eta_dim,), t.dtype)
+        return laplace_log_marginal(
+            log_joint,
+            params,
+            eta0,
+            curvature=curvature,
+            search_curvature=gauss_newton,
+            num_steps=num_steps,
+        )
+
+    res = jax.vmap(one)(data.covariates, data.times, data.obs, data.mask)
+    return jnp.sum(res.log_marginal), res
+
+
+# ---------------------------------------------------------------------------------------
+# Laplace / FOCE fit
+# ---------------------------------------------------------------------------------------
+
+
+class LaplaceFit(NamedTuple):
+    """Result of :func:`fit_laplace` (NumPy float64 arrays).
+
+    Attributes:
+        params: unconstrained estimates (the dict of :meth:`NLMEModel.init_params`).
+        log_likelihood: the Laplace log-likelihood at the estimates.
+        se: standard errors of ``params`` (same structure), ``sqrt(diag(H^{-1}))`` with ``H``
+            the Hessian of the negative log-likelihood (central differences of its exact
+            gradient); NaN where ``H`` is not positive definite.
+        covariance: ``(p, p)`` ``H^{-1}`` over the raveled params.
+        eta: ``(N, d)`` conditional modes (empirical Bayes estimates).
+        eta_precision: ``(N, d, d)`` curvature at the modes.
+        iterations, converged, seconds: outer L-BFGS iterations, whether the gradient
+            tolerance was met, and wall time.
+        method: ``"laplace"`` or ``"focei"``.
+    """
+
+    params: dict
+    log_likelihood: float
+    se: dict
+    covariance: np.ndarray
+    eta: np.ndarray
+    eta_precision: np.ndarray
+    iterations: int
+    converged: bool
+    seconds: float
+    method: str
+
+
+def fit_laplace(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict,
+    *,
+    method: str = "laplace",
+    max_iter: int = 300,
+    tol: float = 1e-6,
+    num_steps: int = 30,
+    progress: bool | None = None,
+) -> LaplaceFit:
+    """Maximise the Laplace (or FOCE-I) log-likelihood with L-BFGS (SciPy), in float64.
+
+    Args:
+        model: the :class:`NLMEModel`.
+        data: :class:`NLMEData`.
+        init: initial unconstrained parameters (:meth:`NLMEModel.init_params`).
+        method: ``"laplace"`` or ``"focei"`` (see :func:`laplace_log_likelihood`).
+        max_iter: outer iterations at most; stops when the largest gradient entry is below
+            ``tol`` (nats per unit of the unconstrained parameters).  The objective and its
+            exact gradient are one jitted function, reused for the Hessian.
+        num_steps: inner Newton iterations per evaluation.
+        progress: progress bar (``None``: ``NUMPYRO_HGF_PROGRESS``).
+    """
+    from scipy.optimize import minimize
+
+    check_choice("method", method, ("laplace", "focei"))
+    max_iter = check_positive_int("max_iter", max_iter)
+    start = time.perf_counter()
+    with jax.enable_x64(True):
+        data64 = data.astype(jnp.float64)
+        init64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), init)
+        model.check(init64, data64)
+        x0, unravel = ravel_pytree(init64)
+
+        def objective(x):
+            total, per = laplace_log_likelihood(
+                model, unravel(x), data64, method=method, num_steps=num_steps
+            )
+            return -total, per
+
+        # one compiled function serves the optimiser, the Hessian and the final summaries
+        value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))
+
+        def fun(x):
+            (value, _), grad = value_and_grad(jnp.asarray(x))
+            value, grad = float(value), np.asarray(grad, np.float64)
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return np.inf, np.zeros_like(grad)
+            return value, grad
+
+        with tqdm(
+            total=max_iter,
+            desc=f"{method} fit",
+            disable=not progress_enabled(progress),
+            leave=False,
+            dynamic_ncols=True,
+        ) as bar:
+            res = minimize(
+                fun,
+                np.asarray(x0),
+                jac=True,
+                method="L-BFGS-B",
+                callback=lambda *_: bar.update(1),
+                options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-14, "maxcor": 20},
+            )
+        x = jnp.asarray(res.x)
+        (value, per), grad = value_and_grad(x)
+        if not np.isfinite(float(value)):
+            raise FloatingPointError(
+                f"{method} fit: the objective is not finite at the end ({res.message}); "
+                "try other initial values (init)"
+            )
+        converged = bool(np.max(np.abs(np.asarray(grad))) < max(tol, 1e-4))
+        hessian = _fd_hessian(lambda x: value_and_grad(jnp.asarray(x))[1], x)
+        try:
+            cov = np.linalg.inv(hessian)
+            se_flat = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+            if not np.all(np.linalg.eigvalsh(hessian) > 0):
+                se_flat = np.full_like(se_flat, np.nan)
+        except np.linalg.LinAlgError:
+            cov = np.full_like(hessian, np.nan)
+            se_flat = np.full(x.shape, np.nan)
+        params = jax.tree.map(np.asarray, unravel(x))
+        se = jax.tree.map(np.asarray, unravel(jnp.asarray(se_flat)))
+        return LaplaceFit(
+            params,
+            -float(value),
+            se,
+            cov,
+            np.asarray(per.mode),
+            np.asarray(per.precision),
+            int(res.nit),
+            converged,
+            time.perf_counter() - start,
+            method,
+        )
+
+
+def _fd_hessian(grad_fn, x, rel: float = 1e-5) -> np.ndarray:
+    """Central differences of an exact gradient: ``(p, p)``, symmetrised."""
+    x = np.asarray(x, np.float64)
+    p = x.size
+    H = np.zeros((p, p))
+    for j in range(p):
+        h = rel * max(1.0, abs(x[j]))
+        e = np.zeros(p)
+        e[j] = h
+        H[:, j] = (np.asarray(grad_fn(x + e)) - np.asarray(grad_fn(x - e))) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+# ---------------------------------------------------------------------------------------
+# NumPyro model: SVI and NUTS
+# ---------------------------------------------------------------------------------------
+
+
+def numpyro_model(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict | None = None,
+    priors: Mapping[str, dist.Distribution] | None = None,
+):
+    """The NLME model as a NumPyro model.
+
+    Without ``priors`` the population parameters are ``numpyro.param`` sites (point
+    estimates: SVI then maximises the ELBO over them, variational EM): ``theta`` (one site
+    per top-level key, ``theta_<key>``), ``omega_sd`` (positive), ``omega_corr``
+    (correlation Cholesky, full Omega only), ``sigma_add`` / ``sigma_prop`` (positive).
+    With ``priors`` (a dict from those site names to distributions; every one is needed)
+    they are sample sites and the model is Bayesian (for :func:`fit_nuts`).
+
+    The random effects are the sample site ``eta: (N, d)`` in the plate ``subjects``; the
+    observations are ``obs`` (masked ``Normal``, event ``(T,)``).
+    """
+    init = model.init_params({}) if init is None else init
+    theta_init = init["theta"]
+    a0, b0 = model.sigmas(init)
+
+    def site(name, value, constraint=constraints.real):
+        if priors is None:
+            return numpyro.param(name, value, constraint=constraint)
+        if name not in priors:
+            raise ValueError(f"priors: expected a prior for site {name!r}, got {sorted(priors)}")
+        return numpyro.sample(name, priors[name])
+
+    theta = {k: site(f"theta_{k}", v) for k, v in theta_init.items()}
+    omega_sd = site("omega_sd", jnp.exp(init["log_omega_sd"]), constraints.positive)
+    if model.omega == "full":
+        corr0 = CorrCholeskyTransform()(init["omega_corr"])
+        corr = site("omega_corr", corr0, constraints.corr_cholesky)
+        L = omega_sd[..., :, None] * corr
+    else:
+        L = omega_sd[..., None] * jnp.eye(model.eta_dim)
+    pop = {"theta": theta}
+    if model.error in ("additive", "combined"):
+        pop["log_sigma_add"] = jnp.log(site("sigma_add", a0, constraints.positive))
+    if model.error in ("proportional", "combined"):
+        pop["log_sigma_prop"] = jnp.log(site("sigma_prop", b0, constraints.positive))
+    a, b = model.sigmas(pop)
+    N = data.num_subjects
+    with numpyro.plate("subjects", N):
+        eta = numpyro.sample("eta", dist.MultivariateNormal(jnp.zeros(model.eta_dim), scale_tril=L))
+        pred = jax.vmap(lambda e, c, t: model.structural(theta, e, c, t))(
+            eta, data.covariates, data.times
+        )
+        sd = residual_sd(model.error, pred, a, b)
+        numpyro.sample("obs", dist.Normal(pred, sd).mask(data.mask).to_event(1), obs=data.obs)
+
+
+def _encoder_features(model, data, init=None, priors=None):
+    """Per-subject encoder input: observations (0 where masked), times, mask and
+    standardised covariates, ``(N, 3 T + num_covariates)``."""
+    cov = [
+        ((v - jnp.mean(v)) / jnp.maximum(jnp.std(v), 1e-8))[:, None]
+        for v in data.covariates.values()
+    ]
+    scale = jnp.maximum(jnp.max(jnp.abs(data.obs)), 1.0)
+    t_scale = jnp.maximum(jnp.max(data.times), 1.0)
+    return jnp.concatenate(
+        [data.obs / scale, data.times / t_scale, data.mask.astype(data.obs.dtype), *cov],
+        axis=-1,
+    )
+
+
+class SVIResult(NamedTuple):
+    """Result of :func:`fit_svi`.
+
+    Attributes:
+        params: unconstrained population parameters (the dict of
+            :meth:`NLMEModel.init_params`), read from the SVI params.
+        svi_params: all SVI params (model and guide; for ``guide.sample_posterior``).
+        guide: the guide used.
+        losses: ``(steps,)`` negative ELBO per step.
+        elbo: ELBO at the end, averaged over ``num_eval_particles`` particles.
+        seconds: wall time of the fit.
+    """
+
+    params: dict
+    svi_params: dict
+    guide: Any
+    losses: np.ndarray
+    elbo: float
+    seconds: float
+
+
+def fit_svi(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict,
+    *,
+    guide: str = "mvn",
+    steps: int = 4_000,
+    key,
+    learning_rate: float = 0.02,
+    num_particles: int = 4,
+    num_eval_particles: int = 2_000,
+    hidden=(32,),
+    progress: bool | None = None,
+) -> SVIResult:
+    """Variational EM: maximise the ELBO of :func:`numpyro_model` over population
+    parameters and the guide of ``eta``.
+
+    Args:
+        guide: ``"mvn"`` (per-subject Gaussians with a full joint covariance,
+            ``AutoMultivariateNormal``), ``"normal"`` (per-subject diagonal Gaussians,
+            ``AutoNormal``) or ``"amortized"`` (:class:`~numpyro_hgf.guides.
+            AmortizedNormalGuide` on the subject's observations, times and covariates).
+        steps, learning_rate, num_particles: Adam (cosine decay) and ELBO particles.
+        num_eval_particles: particles of the final ELBO estimate.
+        hidden: encoder widths of the amortized guide.
+    """
+    import optax
+    from numpyro.infer import Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+    from numpyro.infer.initialization import init_to_value
+
+    from numpyro_hgf.guides import AmortizedNormalGuide
+    from numpyro_hgf.models.svi import fit_svi as _fit_svi
+
+    check_choice("guide", guide, ("mvn", "normal", "amortized"))
+    steps = check_positive_int("steps", steps)
+    model.check(init, data)
+    start = time.perf_counter()
+    eta0 = {"eta": jnp.zeros((data.num_subjects, model.eta_dim), data.obs.dtype)}
+    if guide == "mvn":
+        q = AutoMultivariateNormal(
+            numpyro_model, init_loc_fn=init_to_value(values=eta0), init_scale=0.05
+        )
+    elif guide == "normal":
+        q = AutoNormal(numpyro_model, init_loc_fn=init_to_value(values=eta0), init_scale=0.05)
+    else:
+        q = AmortizedNormalGuide(
+            numpyro_model,
+            None,
+            "eta",
+            encoder_input=_encoder_features,
+            hidden=hidden,
+            init_scale=0.05,
+        )
+    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
+    args = (model, data, init)
+
+    def svi_model(_subjects):
+        # fit_svi hands the model its data tuple (a dummy axis over subjects); the NLME model
+        # and data are closed over
+        return numpyro_model(*args)
+
+    def svi_guide(_subjects):
+        return q(*args)
+
+    fit = _fit_svi(
+        svi_model,
+        svi_guide,
+        (jnp.zeros((data.num_subjects,)),),
+        steps=steps,
+        key=key,
+        optimizer=optax.adam(schedule),
+        elbo=Trace_ELBO(num_particles),
+        progress=progress,
+        description=f"nlme svi ({guide})",
+    )
+    elbo_key = jax.random.fold_in(key, 1)
+    elbo = -Trace_ELBO(num_eval_particles).loss(elbo_key, fit.params, numpyro_model, q, *args)
+    params = _pop_from_svi(model, fit.params, init)
+    return SVIResult(params, fit.params, q, fit.losses, float(elbo), time.perf_counter() - start)
+
+
+def _pop_from_svi(model: NLMEModel, svi_params: dict, init: dict) -> dict:
+    out = {"theta": {k: svi_params[f"theta_{k}"] for k in init["theta"]}}
+    out["log_omega_sd"] = jnp.log(svi_params["omega_sd"])
+    if model.omega == "full":
+        out["omega_corr"] = CorrCholeskyTransform().inv(svi_params["omega_corr"])
+    if "sigma_add" in svi_params:
+        out["log_sigma_add"] = jnp.log(svi_params["sigma_add"])
+    if "sigma_prop" in svi_params:
+        out["log_sigma_prop"] = jnp.log(svi_params["sigma_prop"])
+    return out
+
+
+def fit_nuts(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict,
+    priors: Mapping[str, dist.Distribution],
+    *,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    key,
+    progress: bool | None = None,
+):
+    """NUTS (NumPyro) on :func:`numpyro_model` with ``priors``; returns
+    ``arviz.InferenceData`` (posterior of the population parameters and ``eta``)."""
+    import arviz as az
+    from numpyro.infer import MCMC, NUTS
+
+    model.check(init, data)
+    mcmc = MCMC(
+        NUTS(numpyro_model),
+        num_warmup=check_positive_int("num_warmup", num_warmup),
+        num_samples=check_positive_int("num_samples", num_samples),
+        num_chains=check_positive_int("num_chains", num_chains),
+        progress_bar=progress_enabled(progress),
+        chain_method="sequential",
+    )
+    mcmc.run(key, model=model, data=data, init=init, priors=priors)
+    return az.from_numpyro(mcmc)
+
+
+# ---------------------------------------------------------------------------------------
+# marginal likelihood by importance sampling
+# ---------------------------------------------------------------------------------------
+
+
+def importance_log_likelihood(
+    model: NLMEModel, params, data: NLMEData, loc, cov, *, num_samples: int, key, df=None
+):
+    """Importance-sampling estimate of ``log p(y | params)`` (sum over subjects).
+
+    For subject ``i`` the proposal is ``N(loc_i, cov_i)`` (or a Student-t with ``df``
+    degrees of freedom: heavier tails, safer weights) and
+
+        log p(y_i) ~= logsumexp_k [log p(y_i, eta_k) - log q(eta_k)] - log K,
+
+    an importance-weighted lower bound in expectation (Burda et al. 2016, eq. 8) that tends
+    to ``log p(y_i)`` as ``K`` grows.  Use the Laplace modes and inverse curvatures, or a
+    guide's per-subject moments (:func:`guide_moments`).
+
+    Args:
+        params: unconstrained population parameters.
+        loc: ``(N, d)``; cov: ``(N, d, d)``.
+        num_samples: ``K`` per subject.
+        df: Student-t degrees of freedom of the proposal (``None``: Gaussian).
+
+    Returns:
+        ``(total, per_subject (N,))``.
+    """
+    K = check_positive_int("num_samples", num_samples)
+    df = None if df is None else float(df)
+    return _importance(model, params, data, jnp.asarray(loc), jnp.asarray(cov), key, K, df)
+
+
+@partial(jax.jit, static_argnums=(0, 6, 7))
+def _importance(model, params, data, loc, cov, key, K, df):
+    keys = jax.random.split(key, data.num_subjects)
+
+    def one(k, m, c, covars, t, y, msk):
+        log_joint = partial_params(_subject_log_joint(model, covars, t, y, msk), params)
+        L = jnp.linalg.cholesky(c)
+        q = (
+            dist.MultivariateNormal(m, scale_tril=L)
+            if df is None
+            else dist.MultivariateStudentT(df, m, scale_tril=L)
+        )
+        eta = q.sample(k, (K,))
+        logw = jax.vmap(log_joint)(eta) - q.log_prob(eta)
+        return jax.scipy.special.logsumexp(logw) - jnp.log(K)
+
+    per = jax.vmap(one)(keys, loc, cov, data.covariates, data.times, data.obs, data.mask)
+    return jnp.sum(per), per
+
+
+def guide_moments(result: SVIResult, data: NLMEData):
+    """Per-subject mean ``(N, d)`` and covariance ``(N, d, d)`` of the guide of ``eta``
+    after :func:`fit_svi` (the diagonal blocks for ``"mvn"``)."""
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+    q, p = result.guide, result.svi_params
+    N = data.num_subjects
+    if isinstance(q, AutoMultivariateNormal):
+        post = q.get_posterior(p)
+        d = post.loc.shape[-1] // N
+        loc = post.loc.reshape(N, d)
+        full = post.covariance_matrix.reshape(N, d, N, d)
+        cov = full[jnp.arange(N), :, jnp.arange(N), :]
+        return loc, cov
+    if isinstance(q, AutoNormal):
+        loc, scale = p["eta_auto_loc"], p["eta_auto_scale"]
+    else:
+        loc, scale = q.encode(p, _encoder_features(None, data))
+    return loc, jax.vmap(jnp.diag)(scale**2)
+
+
+def partial_params(log_joint, params):
+    """``(eta, params) -> ...`` with ``params`` fixed: ``eta -> ...``."""
+    return lambda eta: log_joint(eta, params)
+
+
+# ---------------------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------------------
+
+
+def predict(model: NLMEModel, params, data: NLMEData, eta=None, times=None):
+    """Predictions ``f(theta, eta_i, x_i, t)``: ``(N, T)``.
+
+    ``eta=None`` gives population predictions (``eta = 0``); pass the conditional modes
+    (``LaplaceFit.eta``) for individual predictions.  ``times``: ``(N, T')`` or ``(T',)``
+    to predict at other times (default: the observation times).
+    """
+    N = data.num_subjects
+    eta = jnp.zeros((N, model.eta_dim)) if eta is None else jnp.asarray(eta)
+    if times is None:
+        t = data.times
+    else:
+        t = jnp.broadcast_to(jnp.asarray(times), (N, np.shape(times)[-1]))
+    return jax.vmap(lambda e, c, tt: model.structural(params["theta"], e, c, tt))(
+        eta, data.covariates, t
+    )
+
+
+def _reporting(model: NLMEModel, params):
+    """Named reported quantities (natural scale) as a flat vector function of params."""
+    rows = []
+    for k, v in params["theta"].items():
+        if np.ndim(v) == 0:
+            if k.startswith("log_"):
+                rows.append((k[4:], lambda p, k=k: jnp.exp(p["theta"][k])))
+            else:
+                rows.append((k, lambda p, k=k: p["theta"][k]))
+    for j, name in enumerate(model.eta_names):
+        rows.append((f"omega_sd[{name}]", lambda p, j=j: jnp.exp(p["log_omega_sd"][j])))
+        rows.append(
+            (
+                f"cv%[{name}]",
+                lambda p, j=j: 100 * jnp.sqrt(jnp.expm1(jnp.exp(2 * p["log_omega_sd"][j]))),
+            )
+        )
+    if "log_sigma_add" in params:
+        rows.append(("sigma_add", lambda p: jnp.exp(p["log_sigma_add"])))
+    if "log_sigma_prop" in params:
+        rows.append(("sigma_prop", lambda p: jnp.exp(p["log_sigma_prop"])))
+    return rows
+
+
+def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
+    """Reported estimates with standard errors (delta method from the fit's covariance).
+
+    Rows (dicts with ``name``, ``estimate``, ``se``): every scalar ``theta`` entry (``log_x``
+    entries reported as ``x = exp(log_x)``), each random effect's SD and CV%
+    (``sqrt(exp(omega^2) - 1)``, the log-normal CV), and the residual error parameters.
+    :func:`format_table` renders them as Markdown.
+    """
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), fit.params)
+        x, unravel = ravel_pytree(params)
+        out = []
+        for name, fn in _reporting(model, params):
+            value = float(fn(params))
+            g = np.asarray(jax.grad(lambda x, fn=fn: fn(unravel(x)))(x))
+            var = float(g @ fit.covariance @ g)
+            se = math.sqrt(var) if var > 0 else math.nan
+            out.append({"name": name, "estimate": value, "se": se})
+        return out
+
+
+def format_table(rows: list[dict], reference: Mapping[str, float] | None = None) -> str:
+    """Markdown table of :func:`parameter_table` rows (with an optional reference column)."""
+    head = "| parameter | estimate | SE |" + (" reference |" if reference else "")
+    sep = "|---|---|---|" + ("---|" if reference else "")
+    lines = [head, sep]
+    for r in rows:
+        line = f"| {r['name']} | {r['estimate']:.4g} | {r['se']:.3g} |"
+        if reference:
+            ref = reference.get(r["name"])
+            line += f" {'' if ref is None else format(ref, '.4g')} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_vpc(
+    path,
+    model: NLMEModel,
+    params,
+    data: NLMEData,
+    *,
+    key,
+    num_sims: int = 500,
+    num_bins: int = 10,
+    quantiles=(0.05, 0.5, 0.95),
+    title: str = "visual predictive check",
+    xlabel: str = "time",
+    ylabel: str = "observation",
+):
+    """Visual predictive check (PNG): observed 5/50/95 % quantiles per time bin against
+    the 90 % intervals of the same quantiles over ``num_sims`` simulated replicates of the
+    study (``eta ~ N(0, Omega)``, residual error from the error model).
+
+    Returns ``(path, summary)`` with ``summary`` a dict of the bin centres, observed
+    quantiles ``(bins, 3)`` and simulated quantile bands ``(bins, 3, 3)`` (5/50/95 % of each
+    quantile), and the fraction of observations outside the simulated 90 % prediction
+    interval.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    num_sims = check_positive_int("num_sims", num_sims)
+    params = jax.tree.map(jnp.asarray, params)
+    L = model.omega_scale_tril(params)
+    a, b = model.sigmas(params)
+    N, T = data.obs.shape
+
+    def simulate(k):
+        k1, k2 = jax.random.split(k)
+        eta = jax.random.normal(k1, (N, model.eta_dim)) @ L.T
+        pred = predict(model, params, data, eta)
+        sd = residual_sd(model.error, pred, a, b)
+        return pred + sd * jax.random.normal(k2, pred.shape)
+
+    sims = np.asarray(jax.jit(jax.vmap(simulate))(jax.random.split(key, num_sims)))
+    mask = np.asarray(data.mask)
+    t = np.asarray(data.times)[mask]
+    y = np.asarray(data.obs)[mask]
+    sims = sims[:, mask]
+    edges = np.unique(np.quantile(t, np.linspace(0, 1, num_bins + 1)))
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
+    q = np.asarray(quantiles)
+    centres, obs_q, sim_q = [], [], []
+    for j in range(len(edges) - 1):
+        sel = which == j
+        if not sel.any():
+            continue
+        centres.append(np.median(t[sel]))
+        obs_q.append(np.quantile(y[sel], q))
+        per_sim = np.quantile(sims[:, sel], q, axis=1).T  # (num_sims, 3)
+        sim_q.append(np.quantile(per_sim, [0.05, 0.5, 0.95], axis=0).T)  # (3 quantiles, 3)
+    centres, obs_q, sim_q = np.asarray(centres), np.asarray(obs_q), np.asarray(sim_q)
+    lo, hi = np.quantile(sims, [0.05, 0.95], axis=0)
+    outside = float(np.mean((y < lo) | (y > hi)))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    ax.scatter(t, y, s=8, color="0.4", alpha=0.6, label="observed")
+    colours = ("tab:blue", "tab:red", "tab:blue")
+    for k, c in enumerate(colours):
+        ax.fill_between(centres, sim_q[:, k, 0], sim_q[:, k, 2], color=c, alpha=0.2, lw=0)
+        ax.plot(centres, obs_q[:, k], color=c, lw=1.5, ls="-" if k == 1 else "--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title} ({num_sims} simulated studies)")
+    ax.legend(loc="upper right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    summary = {"centres": centres, "observed": obs_q, "simulated": sim_q, "outside_90": outside}
+    return path, summary
+
+
+# ---------------------------------------------------------------------------------------
+# theophylline
+# ---------------------------------------------------------------------------------------
+
+#: Published FOCE-I estimates (dose in mg; nlmixr2 ``theo_sd``; ../shared/data/README.md).
+THEOPHYLLINE_FOCEI = {
+    "ka": 1.594,
+    "cl": 2.751,
+    "v": 31.81,
+    "cv%[ka]": 70.0,
+    "cv%[cl]": 26.8,
+    "cv%[v]": 13.9,
+    "sigma_add": 0.695,
+    "log_likelihood": -179.70,
+    "se_log_ka": 0.19,
+}
+
+
+def theophylline_model(omega: str = "diagonal", error: str = "additive"):
+    """The published theophylline model and initial values: ``(model, init)``.
+
+    One compartment, first-order absorption (:func:`~numpyro_hgf.models.pk.
+    one_compartment_oral`), log-normal IIV on ka, CL and V, additive error; initial values
+    ka 1.5 /h, CL 3 L/h, V 30 L, IIV SD 0.3, residual SD 1 mg/L.
+    """
+    model = NLMEModel(one_compartment_oral, ("ka", "cl", "v"), omega=omega, error=error)
+    theta = {"log_ka": math.log(1.5), "log_cl": math.log(3.0), "log_v": math.log(30.0)}
+    return model, model.init_params(theta, omega_sd=0.3, sigma_add=1.0, sigma_prop=0.1)
