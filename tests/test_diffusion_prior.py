@@ -64,7 +64,7 @@ def target():
 
 
 # -- Gaussian oracle (x64) ---------------------------------------------------------------------
-@pytest.mark.parametrize("sde", SDES, ids=lambda s: s.name)
+@pytest.mark.parametrize("sde", SDES[1:], ids=lambda s: s.name)
 def test_log_prob_of_the_oracle_prior_is_the_gaussian(x64, sde):
     prior = oracle_prior(sde, solver=ODESolver("tsit5", rtol=1e-8, atol=1e-8))
     x = target().sample(jax.random.key(0), (32,))
@@ -73,14 +73,16 @@ def test_log_prob_of_the_oracle_prior_is_the_gaussian(x64, sde):
     np.testing.assert_allclose(log_prob, target().log_prob(x), atol=1e-3)
 
 
-def test_log_prob_is_differentiable_in_the_value_and_jits(x64):
-    """``grad_x log_prob`` of the oracle prior is the Gaussian's score; ``jit`` agrees."""
-    prior = oracle_prior(VPSDE(), solver=ODESolver("rk4", nfe=160))
-    x = target().sample(jax.random.key(1), (4,))
-    grad = jax.grad(lambda y: jnp.sum(prior.log_prob(y)))(x)
+def test_vp_log_prob_is_the_gaussian_and_differentiable_under_jit(x64):
+    """VP: ``log_prob`` is the Gaussian's (within 1e-3) and ``grad_x log_prob`` the Gaussian's
+    score, from one jitted ``value_and_grad``."""
+    prior = oracle_prior(VPSDE(), solver=ODESolver("tsit5", rtol=1e-8, atol=1e-8))
+    x = target().sample(jax.random.key(1), (32,))
+    value, grad = jax.jit(jax.value_and_grad(lambda y: jnp.sum(prior.log_prob(y))))(x)
+    np.testing.assert_allclose(value, jnp.sum(target().log_prob(x)), atol=32e-3)
     expected = jax.grad(lambda y: jnp.sum(target().log_prob(y)))(x)
     np.testing.assert_allclose(grad, expected, atol=1e-3)
-    np.testing.assert_allclose(jax.jit(prior.log_prob)(x), prior.log_prob(x), atol=1e-10)
+    np.testing.assert_allclose(prior.log_prob(x), target().log_prob(x), atol=1e-3)
 
 
 def test_hutchinson_trace_is_unbiased_for_the_oracle():
@@ -127,8 +129,6 @@ def test_shapes_support_and_sampler_choices(small):
     for sampler, nfe, expected in [("reverse_sde", 6, 6), ("pc", 6, 6), ("ddpm", 5, 5)]:
         y, used = small.sample_with_nfe(jax.random.key(1), (4,), sampler=sampler, nfe=nfe)
         assert y.shape == (4, 3) and int(used) == expected and np.all(np.isfinite(y))
-    y, used = small.sample_with_nfe(jax.random.key(1), (4,), sampler="ode", nfe=6)
-    assert int(used) == 6
     # the same key gives the same draws
     np.testing.assert_allclose(small.sample(jax.random.key(0), (2, 5)), x)
 
