@@ -22,6 +22,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from numpyro_hgf._checks import check_positive_float, check_positive_int
 from numpyro_hgf.infer import force_field as ff
+from numpyro_hgf.infer.blackjax_bridge import _split_arguments
 from numpyro_hgf.infer.potential import diagnose_initial_point, model_potential
 
 __all__ = ["LearnedForceHMC", "LearnedForceHMCState"]
@@ -177,8 +178,13 @@ class LearnedForceHMC(MCMCKernel):
             forces=self.forces,
         )
         self._num_warmup = int(num_warmup)
+        # one compiled program per initialisation instead of eager op-by-op dispatch; array
+        # arguments are data, the rest of the model arguments stay static
+        dynamic, rebuild, _ = _split_arguments(model_args, model_kwargs)
         if init_params is None:
-            init_params, _, is_valid = mp.init(keys, model_args, model_kwargs)
+            init_params, _, is_valid = jax.jit(lambda k, dyn: mp.init(k, *rebuild(dyn)))(
+                keys, dynamic
+            )
             is_valid = np.asarray(is_valid)
             if not is_valid.all():
                 chain = int(np.argmin(is_valid))
@@ -186,10 +192,9 @@ class LearnedForceHMC(MCMCKernel):
                 raise diagnose_initial_point(mp, one, model_args, model_kwargs)
         elif not batched:
             init_params = jax.tree.map(lambda a: jnp.asarray(a)[None], init_params)
-        force, logdensity = self._targets(model_args, model_kwargs)
         da_init, _, _ = dual_averaging_adaptation(self.target_accept_prob)
 
-        def one(z, key):
+        def one(z, key, force, logdensity):
             state = ff.init(z, force, logdensity)
             dtype = jnp.result_type(*jax.tree.leaves(z))
             return LearnedForceHMCState(
@@ -207,7 +212,12 @@ class LearnedForceHMC(MCMCKernel):
                 rng_key=key,
             )
 
-        states = jax.vmap(one)(init_params, keys)
+        @jax.jit
+        def start(params, keys, dyn):
+            force, logdensity = self._targets(*rebuild(dyn))
+            return jax.vmap(lambda z, k: one(z, k, force, logdensity))(params, keys)
+
+        states = start(init_params, keys, dynamic)
         return states if batched else jax.tree.map(lambda a: a[0], states)
 
     def sample(self, state, model_args, model_kwargs):

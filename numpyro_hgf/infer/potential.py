@@ -206,8 +206,13 @@ def model_potential(
 def diagnose_initial_point(mp: ModelPotential, params, args, kwargs) -> ValueError:
     """A ``ValueError`` naming the site that makes the potential (or its gradient) at
     ``params`` (one chain, unconstrained) non-finite."""
-    constrained = constrain_fn(mp.model, args, kwargs, params)
-    log_probs, _ = compute_log_probs(mp.model, args, kwargs, constrained)
+
+    def terms(params):  # one compiled program rather than op-by-op dispatch
+        constrained = constrain_fn(mp.model, args, kwargs, params)
+        log_probs, _ = compute_log_probs(mp.model, args, kwargs, constrained)
+        return log_probs, jax.grad(mp.potential)(params, args, kwargs)
+
+    log_probs, grads = jax.jit(terms)(params)
     for name, value in log_probs.items():
         if not np.isfinite(np.asarray(value)):
             kind = "observed" if name in mp.observed else "latent"
@@ -216,7 +221,6 @@ def diagnose_initial_point(mp: ModelPotential, params, args, kwargs) -> ValueErr
                 f"site '{name}' is {float(value)} at the initial point. Check the data and "
                 "the parameters of that site's distribution."
             )
-    grads = jax.grad(mp.potential)(params, args, kwargs)
     for name, g in grads.items():
         if not np.all(np.isfinite(np.asarray(g))):
             return ValueError(
