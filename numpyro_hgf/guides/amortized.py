@@ -134,7 +134,8 @@ class _AmortizedGuide(AutoGuide):
         if self.encoder is None:
             from numpyro_hgf.nn import MLP
 
-            self.encoder = MLP(self.hidden, self._encoder_out_dim())
+            # zero output layer: q starts at N(0, init_scale^2) whatever the input scale
+            self.encoder = MLP(self.hidden, self._encoder_out_dim(), zero_init_output=True)
         self._check_encoder(x)
 
     def _encoder_out_dim(self) -> int:
@@ -205,8 +206,8 @@ class _AmortizedGuide(AutoGuide):
         net = flax_module(f"{self.prefix}_encoder", self.encoder, x)
         return net(x)
 
-    def _split_loc_scale(self, out):
-        d = self._latent_dim
+    def _split_loc_scale(self, out, d=None):
+        d = self._latent_dim if d is None else d
         loc = out[..., :d]
         scale = jax.nn.softplus(out[..., d : 2 * d] + _softplus_inv(self._init_scale))
         return loc, scale + 1e-6
@@ -288,7 +289,7 @@ class AmortizedNormalGuide(_AmortizedGuide):
         model: the NumPyro model.
         encoder: a ``flax.linen`` module mapping an encoder input row
             ``(*batch, *input_event)`` to ``(*batch, 2 * latent_dim)`` (location, raw scale);
-            ``None`` builds ``nh.nn.MLP(hidden, 2 * latent_dim)``.
+            ``None`` builds ``nh.nn.MLP(hidden, 2 * latent_dim, zero_init_output=True)``.
         latent_site: name of the local latent site (inside the data plate(s)).
         encoder_input: ``(*model_args, **model_kwargs) -> array`` whose leading axes are the
             plates of the latent site (default: the model's first positional argument).
@@ -315,7 +316,7 @@ class AmortizedNormalGuide(_AmortizedGuide):
         if name not in params:
             raise ValueError(f"params: expected a param site {name!r}, got {sorted(params)}")
         out = self.encoder.apply({"params": params[name]}, jnp.asarray(x))
-        return self._split_loc_scale(out)
+        return self._split_loc_scale(out, out.shape[-1] // 2)
 
 
 class AmortizedFlowGuide(_AmortizedGuide):
