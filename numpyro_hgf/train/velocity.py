@@ -49,6 +49,7 @@ def fit_velocity(
     clip_norm: float | None = 1.0,
     progress: bool | None = None,
     return_result: bool = False,
+    trainer_options: dict | None = None,
     **prior_options,
 ):
     """Learn the optimal velocity predictor of ``path`` on ``data``; return an ``HGFPrior``.
@@ -65,6 +66,9 @@ def fit_velocity(
         ema_decay, clip_norm, progress: as for :class:`~numpyro_hgf.train.Trainer`; the
             prior uses the EMA params when EMA is on.
         return_result: also return the :class:`~numpyro_hgf.train.TrainResult`.
+        trainer_options: further :class:`~numpyro_hgf.train.Trainer` options (``devices``,
+            ``precision``, ``checkpoint_dir``, ``checkpoint_every``, ``callback``, ...); see
+            :func:`numpyro_hgf.train.images.fit_images` for images with a ``UNet``.
         prior_options: passed to :class:`~numpyro_hgf.distributions.HGFPrior` (``solver``,
             ``sample_solver``, ``trace``, ``num_probes``).
 
@@ -106,6 +110,7 @@ def fit_velocity(
         clip_norm=clip_norm,
         progress=progress,
         description=f"fit_velocity ({path.name})",
+        **(trainer_options or {}),
     )
     result: TrainResult = trainer.fit(params, data, steps, train_key)
     prior = HGFPrior(velocity, result.params, path, event_shape=event_shape, **prior_options)
