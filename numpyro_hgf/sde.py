@@ -161,7 +161,10 @@ class SDE:
         """Exact ``grad log p_t(x) = -(alpha^2 C + sigma^2 I)^{-1} (x - alpha m)`` for data
         ``N(m, C)``; ``x: (..., d)``, ``t: ()``, ``mean: (d,)``, ``cov: (d, d)``."""
         m_t, c_t = self.gaussian_marginal(t, mean, cov)
-        return -jnp.linalg.solve(c_t, (x - m_t)[..., None])[..., 0]
+        d = m_t.shape[-1]
+        # one solve with many right-hand sides (not one small LU per row of x)
+        rhs = (x - m_t).reshape(-1, d).T
+        return -jnp.linalg.solve(c_t, rhs).T.reshape(jnp.shape(x))
 
     # -- saving ------------------------------------------------------------------------
     def config(self) -> dict:

@@ -20,7 +20,7 @@ from numpyro_hgf.sde import VESDE, VPSDE, SubVPSDE
 
 MEAN = np.array([0.6, -0.4], np.float32)
 COV = np.array([[0.5, 0.2], [0.2, 0.3]], np.float32)
-NUM_CHAINS = 3000
+NUM_CHAINS = 2000
 
 
 def oracle(sde, cov=COV):
@@ -44,7 +44,7 @@ def prior_draws(sde, key, n=NUM_CHAINS):
     return sde.prior((2,)).sample(key, (n,))
 
 
-def run(sampler, sde, key, num_steps=1000, cov=COV):
+def run(sampler, sde, key, num_steps=400, cov=COV):
     x_T = prior_draws(sde, jax.random.fold_in(key, 1))
     score = oracle(sde, cov)
     if sampler == "reverse_sde":
