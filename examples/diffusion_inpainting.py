@@ -161,8 +161,8 @@ def plot(path, truth, y, mask, results):
         panels += [(f"{name}: mean", mean), (f"{name}: std", std)]
         for row, (title, image) in enumerate(panels):
             ax = axes[row, col]
-            cmap = plt.get_cmap("magma" if row == 3 else "gray").copy()
-            cmap.set_bad("tab:blue")  # hidden pixels of the observation
+            # hidden pixels of the observation (NaN) in blue
+            cmap = plt.get_cmap("magma" if row == 3 else "gray").with_extremes(bad="tab:blue")
             vmin, vmax = (0.0, max(float(np.nanmax(image)), 1e-6)) if row == 3 else (-1, 1)
             ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
             ax.set_title(title, fontsize=9)
