@@ -187,6 +187,8 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     np.testing.assert_array_equal(a.observed_data["obs"].values, Y)
     check_sample_stats(a.sample_stats, (4, 1000))
     assert a.attrs["sampler"] == "nuts"
+    steps = a.attrs["warmup_n_steps"]  # warmup gradients: 1 to 2^10 - 1 per step and chain
+    assert 300 * 4 <= steps <= 1023 * 300 * 4 and steps != a.sample_stats["n_steps"].sum()
 
     # bad input, here because it reuses the compiled init: a NaN observation makes the
     # potential non-finite at every initial point, and the error names the site

@@ -369,6 +369,7 @@ def _run(
     keys = jax.random.split(key_run, (padded, num_chains))
     schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, padded, adapt))
     draws, stats = [], []
+    warmup_steps = 0  # leapfrog steps (gradient evaluations) of the warmup, all chains
     with tqdm(
         total=total,
         desc=f"{kind} ({num_chains} chains)",
@@ -380,6 +381,8 @@ def _run(
             sl = slice(i * length, (i + 1) * length)
             xs = (keys[sl], tuple(a[sl] for a in schedule))
             carry, (d, s) = chunk_fn(carry, xs, dynamic)
+            in_warmup = max(0, min(length, num_warmup - i * length))
+            warmup_steps += int(np.sum(np.asarray(s["n_steps"][:in_warmup], np.int64)))
             if (i + 1) * length > num_warmup:  # keep only chunks holding kept draws
                 draws.append((i, d))
                 stats.append((i, s))
@@ -399,6 +402,7 @@ def _run(
         "sampler": kind if not forces else "force_field_hmc",
         "num_warmup": num_warmup,
         "adjusted": int(bool(adjusted)),
+        "warmup_n_steps": warmup_steps,
     }
     if forces:
         attrs["force_sites"] = ",".join(sorted(forces))
@@ -451,7 +455,8 @@ def run_nuts(
         deterministic sites, ``(chain, draw, *shape)``), ``sample_stats`` (``diverging``,
         ``acceptance_rate``, ``step_size``, ``tree_depth`` = number of doublings,
         ``n_steps`` = leapfrog steps = gradient evaluations, ``energy``, ``lp``) and
-        ``observed_data``.
+        ``observed_data``; ``attrs["warmup_n_steps"]`` is the number of leapfrog steps
+        (gradient evaluations) spent in warmup, summed over chains.
 
     Raises:
         ValueError: ``num_samples`` / ``num_chains`` < 1, a discrete or ``Delta`` latent
