@@ -57,7 +57,7 @@ def fitted_normal():
     return model, guide, x, result
 
 
-def test_normal_guide_matches_analytic_posterior_per_datum(fitted_normal):
+def check_normal_guide_matches_analytic_posterior_per_datum(fitted_normal):
     model, guide, x, result = fitted_normal
     assert np.all(np.isfinite(result.losses))
     assert "amortized_encoder$params" in result.params
@@ -74,7 +74,7 @@ def test_normal_guide_matches_analytic_posterior_per_datum(fitted_normal):
     np.testing.assert_allclose(np.asarray(draws.std(0)).mean(0), np.sqrt(np.diag(cov)), rtol=0.2)
 
 
-def test_normal_guide_check_rejects_wrong_posterior(fitted_normal):
+def check_normal_guide_rejects_wrong_posterior(fitted_normal):
     """Negative control: the same tolerances fail against the posterior of another noise."""
     model, guide, x, result = fitted_normal
     loc, scale = guide.encode(result.params, x)
@@ -85,7 +85,7 @@ def test_normal_guide_check_rejects_wrong_posterior(fitted_normal):
     assert np.max(np.abs(np.asarray(scale).mean(0) / wrong_std - 1)) > 0.2
 
 
-def test_predictive_and_subsampled_guide_shapes(fitted_normal):
+def check_predictive_and_subsampled_guide_shapes(fitted_normal):
     model, guide, x, result = fitted_normal
     pred = Predictive(
         model, guide=guide, params=result.params, num_samples=50, return_sites=["z", "x"]
@@ -102,6 +102,13 @@ def test_predictive_and_subsampled_guide_shapes(fitted_normal):
         numpyro.handlers.seed(numpyro.handlers.substitute(guide, result.params), 4)
     ).get_trace(x, subsample_size=64)
     assert tr["z"]["value"].shape == (64, 2)
+
+
+def test_normal_guide(fitted_normal):
+    """Every check of the trained guide in one test (one SVI run per xdist worker)."""
+    check_normal_guide_matches_analytic_posterior_per_datum(fitted_normal)
+    check_normal_guide_rejects_wrong_posterior(fitted_normal)
+    check_predictive_and_subsampled_guide_shapes(fitted_normal)
 
 
 def test_constrained_scalar_latent():

@@ -65,7 +65,7 @@ def test_theophylline_data_dose_in_mg(data):
     assert 250 < float(data.covariates["dose"].min()) < float(data.covariates["dose"].max()) < 500
 
 
-def test_laplace_fit_matches_published_focei(laplace_fit):
+def check_laplace_fit_matches_published_focei(laplace_fit, data):
     model, fit, table = laplace_fit
     assert fit.converged
     z = within_one_se(table, fit)
@@ -96,7 +96,7 @@ def data_mg_per_kg():
     return nlme.prepare_data(table, subject="s", time="t", observation="c", covariates=("dose",))
 
 
-def test_monte_carlo_marginal_likelihood(laplace_fit, data):
+def check_monte_carlo_marginal_likelihood(laplace_fit, data):
     """Importance sampling with the Laplace proposal: about -180.3 at the published values,
     and the Laplace value is within 0.5 nat of it at the Laplace estimates."""
     model, fit, _ = laplace_fit
@@ -117,7 +117,7 @@ def test_monte_carlo_marginal_likelihood(laplace_fit, data):
     assert float(mc_fit) >= float(mc_pub) - 0.05  # the fit is at least as likely
 
 
-def test_individual_predictions_and_vpc(laplace_fit, data, tmp_path):
+def check_individual_predictions_and_vpc(laplace_fit, data, tmp_path):
     model, fit, _ = laplace_fit
     params = jax.tree.map(jnp.asarray, fit.params)
     ipred = nlme.predict(model, params, data, fit.eta)
@@ -138,12 +138,21 @@ def test_individual_predictions_and_vpc(laplace_fit, data, tmp_path):
     assert 0.02 < summary["outside_90"] < 0.25
 
 
-def test_parameter_table_and_markdown(laplace_fit):
+def check_parameter_table_and_markdown(laplace_fit):
     model, fit, table = laplace_fit
     names = [r for r in table]
     assert names[:3] == ["ka", "cl", "v"] or set(names[:3]) == {"ka", "cl", "v"}
     text = nlme.format_table(nlme.parameter_table(model, fit), PUB)
     assert "| ka |" in text and "| sigma_add |" in text and "1.594" in text
+
+
+def test_theophylline_laplace_fit(laplace_fit, data, tmp_path):
+    """One test for everything that uses the Laplace fit: under ``pytest -n 2`` a
+    module-scoped fixture is built once per worker, so splitting these would fit twice."""
+    check_laplace_fit_matches_published_focei(laplace_fit, data)
+    check_monte_carlo_marginal_likelihood(laplace_fit, data)
+    check_individual_predictions_and_vpc(laplace_fit, data, tmp_path)
+    check_parameter_table_and_markdown(laplace_fit)
 
 
 @pytest.mark.slow

@@ -56,7 +56,7 @@ def test_posterior_equals_gaussian_conditioning(y):
     np.testing.assert_allclose(np.asarray(cov), np.eye(K) - gain @ W, atol=1e-4)
 
 
-def test_svi_log_likelihood_within_half_percent_of_closed_form(y, svi_fit):
+def check_svi_log_likelihood_within_half_percent_of_closed_form(y, svi_fit):
     params, fit = svi_fit
     assert np.all(np.isfinite(fit.losses))
     exact = float(ppca.log_likelihood(ppca.mle(y, K), y))
@@ -68,7 +68,7 @@ def test_svi_log_likelihood_within_half_percent_of_closed_form(y, svi_fit):
     assert abs(worse - exact) / abs(exact) > 0.005
 
 
-def test_svi_encoder_learns_the_exact_posterior(y, svi_fit):
+def check_svi_encoder_learns_the_exact_posterior(y, svi_fit):
     from numpyro_hgf.guides import AmortizedNormalGuide
     from numpyro_hgf.nn import MLP
 
@@ -78,6 +78,12 @@ def test_svi_encoder_learns_the_exact_posterior(y, svi_fit):
     mean, cov = ppca.posterior(params, y)
     assert float(jnp.max(jnp.abs(loc - mean))) < 0.1
     np.testing.assert_allclose(np.asarray(scale).mean(0), np.sqrt(np.diag(cov)), rtol=0.2)
+
+
+def test_svi_fit(y, svi_fit):
+    """Both checks of the SVI fit in one test (one fit per xdist worker)."""
+    check_svi_log_likelihood_within_half_percent_of_closed_form(y, svi_fit)
+    check_svi_encoder_learns_the_exact_posterior(y, svi_fit)
 
 
 def test_bad_input():
