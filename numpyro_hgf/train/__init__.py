@@ -41,3 +41,7 @@ from numpyro_hgf.train.diffusion import (  # noqa: E402
 )
 
 __all__ += ["diffusion_score_matching_loss", "fit_diffusion"]
+from numpyro_hgf.train.images import IMAGE_MODELS, fit_images  # noqa: E402
+from numpyro_hgf.train.trainer import data_parallel_mesh  # noqa: E402
+
+__all__ += ["IMAGE_MODELS", "fit_images", "data_parallel_mesh"]

@@ -120,7 +120,12 @@ def _sample_grid_callback(make_prior, sample_dir, num_grid, nfe, key, name):
     solver = ODESolver("rk4", nfe=nfe)
 
     def callback(state):
+        if jax.process_index() != 0:  # one process draws and writes the grid
+            return
         params = state.ema_params if state.ema_params is not None else state.params
+        # host copies: sampling then runs on this process's device alone (with several hosts
+        # the params are global arrays that every process would have to compute on)
+        params = jax.tree.map(np.asarray, params)
         samples, _ = make_prior(params).sample_with_nfe(key, (num_grid,), solver=solver)
         step = int(state.step)
         save_image_grid(
