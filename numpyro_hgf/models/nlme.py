@@ -488,14 +488,13 @@ def fit_laplace(
         model.check(init64, data64)
         x0, unravel = ravel_pytree(init64)
 
-        def objective(x):
-            total, per = laplace_log_likelihood(
-                model, unravel(x), data64, method=method, num_steps=num_steps
+        # one compiled function (cached across fits of the same model) serves the optimiser,
+        # the Hessian and the final summaries
+        def value_and_grad(x):
+            (value, per), grad = _neg_laplace_value_and_grad(
+                model, unravel(x), data64, method, num_steps
             )
-            return -total, per
-
-        # one compiled function serves the optimiser, the Hessian and the final summaries
-        value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))
+            return (value, per), ravel_pytree(grad)[0]
 
         def fun(x):
             (value, _), grad = value_and_grad(jnp.asarray(x))
@@ -550,6 +549,17 @@ def fit_laplace(
             time.perf_counter() - start,
             method,
         )
+
+
+@partial(jax.jit, static_argnums=(0, 3, 4))
+def _neg_laplace_value_and_grad(model, params, data, method, num_steps):
+    """``((-log L, per-subject results), d(-log L)/d params)`` of the Laplace objective."""
+
+    def objective(p):
+        total, per = laplace_log_likelihood(model, p, data, method=method, num_steps=num_steps)
+        return -total, per
+
+    return jax.value_and_grad(objective, has_aux=True)(params)
 
 
 def _fd_hessian(grad_fn, x, rel: float = 1e-5) -> np.ndarray:
