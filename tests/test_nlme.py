@@ -326,3 +326,35 @@ def test_example_smoke(tmp_path):
     assert (tmp_path / "theophylline_vpc.png").exists()
     text = (tmp_path / "theophylline_parameters.md").read_text()
     assert "| ka |" in text
+
+
+def test_neural_network_inside_the_structural_model():
+    """theta may hold flax params: a zero-initialised multiplicative MLP correction leaves the
+    likelihood unchanged and receives a non-zero gradient."""
+    from numpyro_hgf.nn import MLP
+
+    net = MLP((8,), 1, zero_init_output=True)
+
+    def structural(theta, eta, cov, t):
+        base = nlme.one_compartment_oral(theta["pk"], eta, cov, t)
+        return base * (1.0 + net.apply({"params": theta["net"]}, t[:, None] / 24.0)[:, 0])
+
+    d = prep(table())
+    pk_theta = {"log_ka": jnp.log(1.5), "log_cl": jnp.log(3.0), "log_v": jnp.log(30.0)}
+    net_params = net.init(jax.random.key(0), jnp.zeros((1, 1)))["params"]
+    neural = nlme.NLMEModel(structural, ("ka", "cl", "v"))
+    base = nlme.NLMEModel(nlme.one_compartment_oral, ("ka", "cl", "v"))
+    p_neural = neural.init_params({"pk": pk_theta, "net": net_params})
+    p_base = base.init_params(pk_theta)
+    neural.check(p_neural, d)
+    args = ({"dose": d.covariates["dose"][0]}, d.times[0], d.obs[0], d.mask[0])
+    eta = jnp.array([0.1, -0.2, 0.05])
+
+    def f(p):
+        return nlme.subject_log_likelihood(neural, p, eta, *args)
+
+    ll_neural, grad = jax.jit(jax.value_and_grad(f))(p_neural)
+    ll_base = nlme.subject_log_likelihood(base, p_base, eta, *args)
+    np.testing.assert_allclose(float(ll_neural), float(ll_base), rtol=1e-5)
+    g_out = grad["theta"]["net"]["Dense_1"]["kernel"]
+    assert float(jnp.max(jnp.abs(g_out))) > 1e-3

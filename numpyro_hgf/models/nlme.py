@@ -899,7 +899,7 @@ def _reporting(model: NLMEModel, params):
     """Named reported quantities (natural scale) as a flat vector function of params."""
     rows = []
     for k, v in params["theta"].items():
-        if np.ndim(v) == 0:
+        if not isinstance(v, dict | list | tuple) and np.ndim(v) == 0:  # networks: skipped
             if k.startswith("log_"):
                 rows.append((k[4:], lambda p, k=k: jnp.exp(p["theta"][k])))
             else:
