@@ -189,7 +189,7 @@ TINY = {
         "10_000, k_test": "1_000, k_test",
         "steps=3_000, num_layers=4, hidden=(64, 64),": "steps=50, num_layers=2, hidden=(16,),",
         "TimeMLP(hidden=(64, 64)": "TimeMLP(hidden=(16,)",
-        "steps=500, learning_rate": "steps=5, progress=False, learning_rate",
+        "steps=300, learning_rate": "steps=5, progress=False, learning_rate",
         "svi.run(k_svi, 3_000,": "svi.run(k_svi, 50,",
         "(2_000,)": "(100,)",
     },
