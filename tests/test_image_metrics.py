@@ -53,3 +53,25 @@ def test_memorisation_check_flags_copies_and_passes_fresh_data():
     assert copies.ratio < 1e-3 and np.array_equal(copies.nearest, np.arange(100))
     fresh = nearest_training_distance(test, train, test)
     assert fresh.ratio == pytest.approx(1.0)
+
+
+def test_nfe_quality_curve_reports_sliced_w_of_each_nfe():
+    # a "sampler" whose error is an exact shift mu / nfe of the reference images: the 1-D W2
+    # of every projection is |theta . mu| / nfe, so SW_2 = |mu| / (nfe sqrt(d)) up to the Monte
+    # Carlo error of the directions
+    from numpyro_hgf.image_metrics import nfe_quality_curve
+
+    reference = nh.datasets.digits("test").images
+    mu = 0.8 * np.ones((8, 8), np.float32)
+    rows = nfe_quality_curve(
+        lambda key, nfe: reference + mu / nfe,
+        [1, 4, 16],
+        reference,
+        jax.random.key(0),
+        num_projections=4000,
+    )
+    assert [r["nfe"] for r in rows] == [1, 4, 16]
+    exact = np.linalg.norm(mu) / np.sqrt(64) / np.array([1, 4, 16])
+    np.testing.assert_allclose([r["sliced_w"] for r in rows], exact, rtol=0.05)
+    with pytest.raises(ValueError, match="nfes: expected a positive integer, got 0"):
+        nfe_quality_curve(lambda key, nfe: reference, [0], reference, jax.random.key(0))
