@@ -217,13 +217,14 @@ def _inpaint_png(path, truth, y, mask, mean, std):
 
     obs = np.where(np.asarray(mask), np.asarray(y), np.nan).reshape(8, 8)
     panels = [
-        ("observation", obs, "gray", (-1, 1)),
+        ("observation (red: hidden)", obs, "gray", (-1, 1)),
         ("truth", np.asarray(truth).reshape(8, 8), "gray", (-1, 1)),
         ("posterior mean", mean.reshape(8, 8), "gray", (-1, 1)),
         ("posterior std", std.reshape(8, 8), "magma", (0, None)),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(7.2, 2.2))
     for ax, (title, img, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        cmap = plt.get_cmap(cmap).with_extremes(bad="tab:red")  # hidden pixels in red
         ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
