@@ -149,6 +149,7 @@ def test_flow_matching_unet_learns_the_gaussian_optimal_velocity():
         batch_size=64,
         learning_rate=3e-3,
         key=jax.random.key(1),
+        ema_decay=None,  # an EMA of 0.999 over 800 steps still weighs the zero init by 0.45
         progress=False,
     )
     d = 64
