@@ -211,7 +211,7 @@ def tiny(page: str) -> str:
     return source
 
 
-@pytest.mark.slow
+# ~18 s wall on 2 quiet cores; default suite so that CI runs the README example
 def test_readme_example_runs(tmp_path):
     namespace = {"OUT": str(tmp_path / "moons-hgf")}
     exec(compile(tiny("README.md"), "README.md", "exec"), namespace)

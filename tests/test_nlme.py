@@ -307,7 +307,7 @@ def test_one_compartment_matches_closed_form_auc():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4)
 
 
-@pytest.mark.slow
+# ~20 s wall on 2 quiet cores; default suite so that CI smoke-runs every example
 def test_example_smoke(tmp_path):
     out = subprocess.run(
         [
