@@ -163,8 +163,8 @@ def main(argv=None):
     lines.append(
         f"`python benchmarks/digits_likelihood.py --steps {args.steps} --hidden {args.hidden} "
         f"--lr {args.lr} --train-copies {args.train_copies} --dequant-draws "
-        f"{args.dequant_draws} --tol {args.tol} --seed {args.seed}`; {platform.machine()}, {os.cpu_count()} "
-        f"CPUs, jax {jax.__version__}, Python {sys.version.split()[0]}."
+        f"{args.dequant_draws} --tol {args.tol} --seed {args.seed}`; {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, jax {jax.__version__}, Python {sys.version.split()[0]}."
     )
     table = "\n".join(lines)
     print(table)
