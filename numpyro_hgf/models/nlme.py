@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -84,158 +84,7 @@ ERROR_MODELS = ("additive", "proportional", "combined")
 OMEGA_KINDS = ("diagonal", "full")
 
 
-# ---------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------
-
-
-class NLMEData(NamedTuple):
-    """Padded per-subject arrays (``N`` subjects, at most ``T`` observations each).
-
-    Attributes:
-        times: ``(N, T)`` observation times (padding: the subject's last time).
-        obs: ``(N, T)`` observations (padding and missing values: 0).
-        mask: ``(N, T)`` bool, True where an observation counts.
-        covariates: dict name -> ``(N,)`` per-subject covariates.
-        subjects: ``(N,)`` subject ids as in the table.
-    """
-
-    times: jax.Array
-    obs: jax.Array
-    mask: jax.Array
-    covariates: dict
-    subjects: np.ndarray
-
-    @property
-    def num_subjects(self) -> int:
-        return int(self.obs.shape[0])
-
-    @property
-    def num_obs(self) -> int:
-        return int(np.sum(np.asarray(self.mask)))
-
-    def astype(self, dtype) -> NLMEData:
-        """The same data with float arrays cast to ``dtype``."""
-        cov = {k: jnp.asarray(v, dtype) for k, v in self.covariates.items()}
-        return self._replace(
-            times=jnp.asarray(self.times, dtype),
-            obs=jnp.asarray(self.obs, dtype),
-            covariates=cov,
-        )
-
-
-def prepare_data(
-    table: Mapping[str, Any],
-    *,
-    subject: str,
-    time: str,
-    observation: str,
-    covariates: Sequence[str] = (),
-    nonnegative: Sequence[str] = (),
-    missing: str = "error",
-) -> NLMEData:
-    """Long table (one row per observation) -> :class:`NLMEData`.
-
-    Args:
-        table: mapping column name -> 1-D array (a dict, a pandas DataFrame, ...).
-        subject, time, observation: column names of the subject id, the time and the
-            observed value.
-        covariates: per-subject columns (constant within a subject; the first row is used).
-        nonnegative: columns that must be ``>= 0`` (e.g. a dose); times always must.
-        missing: NaN observations: ``"error"`` (default) raises, ``"drop"`` masks them out.
-
-    Raises:
-        ValueError: a missing column, columns of different lengths, a negative time or a
-            negative value of a ``nonnegative`` column, a non-finite time or covariate, NaN
-            observations with ``missing="error"``, a subject without observations.
-    """
-    check_choice("missing", missing, ("error", "drop"))
-    needed = [subject, time, observation, *covariates, *nonnegative]
-    absent = [c for c in dict.fromkeys(needed) if c not in table]
-    if absent:
-        raise ValueError(
-            f"table: expected columns {absent} (needed by subject/time/observation/covariates),"
-            f" got columns {list(table.keys())}"
-        )
-    cols = {c: np.asarray(table[c]) for c in dict.fromkeys(needed)}
-    lengths = {c: v.shape for c, v in cols.items()}
-    if len({v.shape for v in cols.values()}) != 1 or any(v.ndim != 1 for v in cols.values()):
-        raise ValueError(f"table: expected 1-D columns of one length, got shapes {lengths}")
-    t = cols[time].astype(np.float64)
-    if not np.all(np.isfinite(t)):
-        raise ValueError(
-            f"{time}: expected finite times, got {int(np.sum(~np.isfinite(t)))} NaN/inf"
-        )
-    if np.any(t < 0):
-        raise ValueError(
-            f"{time}: expected non-negative times, got {int(np.sum(t < 0))} negative "
-            f"(min {t.min()})"
-        )
-    for c in nonnegative:
-        v = cols[c].astype(np.float64)
-        if np.any(~np.isfinite(v)) or np.any(v < 0):
-            raise ValueError(
-                f"{c}: expected finite non-negative values, got min {np.nanmin(v)} "
-                f"and {int(np.sum(~np.isfinite(v)))} non-finite"
-            )
-    y = cols[observation].astype(np.float64)
-    bad = ~np.isfinite(y)
-    if bad.any() and missing == "error":
-        raise ValueError(
-            f"{observation}: expected finite observations, got {int(bad.sum())} NaN/inf "
-            f"(rows {np.flatnonzero(bad)[:5].tolist()}); pass missing='drop' to mask them out"
-        )
-    ids = cols[subject]
-    _, first = np.unique(ids, return_index=True)
-    order = ids[np.sort(first)]
-    rows = [np.flatnonzero(ids == s) for s in order]
-    T = max(len(r) for r in rows)
-    N = len(order)
-    times = np.zeros((N, T))
-    obs = np.zeros((N, T))
-    mask = np.zeros((N, T), bool)
-    for i, r in enumerate(rows):
-        r = r[np.argsort(t[r], kind="stable")]
-        times[i, : len(r)] = t[r]
-        times[i, len(r) :] = t[r][-1]
-        obs[i, : len(r)] = np.where(bad[r], 0.0, y[r])
-        mask[i, : len(r)] = ~bad[r]
-        if not mask[i].any():
-            raise ValueError(f"{observation}: subject {order[i]!r} has no finite observation")
-    cov = {}
-    for c in covariates:
-        v = cols[c].astype(np.float64)
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{c}: expected finite covariate values, got NaN/inf")
-        cov[c] = jnp.asarray(np.asarray([v[r[0]] for r in rows]))
-    return NLMEData(jnp.asarray(times), jnp.asarray(obs), jnp.asarray(mask), cov, np.asarray(order))
-
-
-def theophylline_data() -> NLMEData:
-    """The shipped theophylline table as :class:`NLMEData`, dose in mg (``Dose * Wt``).
-
-    Covariates: ``dose`` (mg) and ``weight`` (kg).  All 132 concentrations count (also the
-    pre-dose samples at ``t = 0``, as in the published fits).
-    """
-    from numpyro_hgf.datasets import theophylline
-
-    th = theophylline()
-    table = {
-        "subject": th.subject,
-        "time": th.time_h,
-        "conc": th.conc_mg_per_l,
-        "dose": th.dose_mg,
-        "weight": th.weight_kg,
-    }
-    return prepare_data(
-        table,
-        subject="subject",
-        time="time",
-        observation="conc",
-        covariates=("dose", "weight"),
-        nonnegative=("dose",),
-    )
-
+from numpyro_hgf.models.nlme_data import NLMEData, prepare_data, theophylline_data  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -873,166 +722,6 @@ def partial_params(log_joint, params):
 
 
 # ---------------------------------------------------------------------------------------
-# outputs
-# ---------------------------------------------------------------------------------------
-
-
-def predict(model: NLMEModel, params, data: NLMEData, eta=None, times=None):
-    """Predictions ``f(theta, eta_i, x_i, t)``: ``(N, T)``.
-
-    ``eta=None`` gives population predictions (``eta = 0``); pass the conditional modes
-    (``LaplaceFit.eta``) for individual predictions.  ``times``: ``(N, T')`` or ``(T',)``
-    to predict at other times (default: the observation times).
-    """
-    N = data.num_subjects
-    eta = jnp.zeros((N, model.eta_dim)) if eta is None else jnp.asarray(eta)
-    if times is None:
-        t = data.times
-    else:
-        t = jnp.broadcast_to(jnp.asarray(times), (N, np.shape(times)[-1]))
-    return jax.vmap(lambda e, c, tt: model.structural(params["theta"], e, c, tt))(
-        eta, data.covariates, t
-    )
-
-
-def _reporting(model: NLMEModel, params):
-    """Named reported quantities (natural scale) as a flat vector function of params."""
-    rows = []
-    for k, v in params["theta"].items():
-        if not isinstance(v, dict | list | tuple) and np.ndim(v) == 0:  # networks: skipped
-            if k.startswith("log_"):
-                rows.append((k[4:], lambda p, k=k: jnp.exp(p["theta"][k])))
-            else:
-                rows.append((k, lambda p, k=k: p["theta"][k]))
-    for j, name in enumerate(model.eta_names):
-        rows.append((f"omega_sd[{name}]", lambda p, j=j: jnp.exp(p["log_omega_sd"][j])))
-        rows.append(
-            (
-                f"cv%[{name}]",
-                lambda p, j=j: 100 * jnp.sqrt(jnp.expm1(jnp.exp(2 * p["log_omega_sd"][j]))),
-            )
-        )
-    if "log_sigma_add" in params:
-        rows.append(("sigma_add", lambda p: jnp.exp(p["log_sigma_add"])))
-    if "log_sigma_prop" in params:
-        rows.append(("sigma_prop", lambda p: jnp.exp(p["log_sigma_prop"])))
-    return rows
-
-
-def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
-    """Reported estimates with standard errors (delta method from the fit's covariance).
-
-    Rows (dicts with ``name``, ``estimate``, ``se``): every scalar ``theta`` entry (``log_x``
-    entries reported as ``x = exp(log_x)``), each random effect's SD and CV%
-    (``sqrt(exp(omega^2) - 1)``, the log-normal CV), and the residual error parameters.
-    :func:`format_table` renders them as Markdown.
-    """
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), fit.params)
-        x, unravel = ravel_pytree(params)
-        out = []
-        for name, fn in _reporting(model, params):
-            value = float(fn(params))
-            g = np.asarray(jax.grad(lambda x, fn=fn: fn(unravel(x)))(x))
-            var = float(g @ fit.covariance @ g)
-            se = math.sqrt(var) if var > 0 else math.nan
-            out.append({"name": name, "estimate": value, "se": se})
-        return out
-
-
-def format_table(rows: list[dict], reference: Mapping[str, float] | None = None) -> str:
-    """Markdown table of :func:`parameter_table` rows (with an optional reference column)."""
-    head = "| parameter | estimate | SE |" + (" reference |" if reference else "")
-    sep = "|---|---|---|" + ("---|" if reference else "")
-    lines = [head, sep]
-    for r in rows:
-        line = f"| {r['name']} | {r['estimate']:.4g} | {r['se']:.3g} |"
-        if reference:
-            ref = reference.get(r["name"])
-            line += f" {'' if ref is None else format(ref, '.4g')} |"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def plot_vpc(
-    path,
-    model: NLMEModel,
-    params,
-    data: NLMEData,
-    *,
-    key,
-    num_sims: int = 500,
-    num_bins: int = 10,
-    quantiles=(0.05, 0.5, 0.95),
-    title: str = "visual predictive check",
-    xlabel: str = "time",
-    ylabel: str = "observation",
-):
-    """Visual predictive check (PNG): observed 5/50/95 % quantiles per time bin against
-    the 90 % intervals of the same quantiles over ``num_sims`` simulated replicates of the
-    study (``eta ~ N(0, Omega)``, residual error from the error model).
-
-    Returns ``(path, summary)`` with ``summary`` a dict of the bin centres, observed
-    quantiles ``(bins, 3)`` and simulated quantile bands ``(bins, 3, 3)`` (5/50/95 % of each
-    quantile), and the fraction of observations outside the simulated 90 % prediction
-    interval.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    num_sims = check_positive_int("num_sims", num_sims)
-    params = jax.tree.map(jnp.asarray, params)
-    L = model.omega_scale_tril(params)
-    a, b = model.sigmas(params)
-    N, T = data.obs.shape
-
-    def simulate(k):
-        k1, k2 = jax.random.split(k)
-        eta = jax.random.normal(k1, (N, model.eta_dim)) @ L.T
-        pred = predict(model, params, data, eta)
-        sd = residual_sd(model.error, pred, a, b)
-        return pred + sd * jax.random.normal(k2, pred.shape)
-
-    sims = np.asarray(jax.jit(jax.vmap(simulate))(jax.random.split(key, num_sims)))
-    mask = np.asarray(data.mask)
-    t = np.asarray(data.times)[mask]
-    y = np.asarray(data.obs)[mask]
-    sims = sims[:, mask]
-    edges = np.unique(np.quantile(t, np.linspace(0, 1, num_bins + 1)))
-    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
-    q = np.asarray(quantiles)
-    centres, obs_q, sim_q = [], [], []
-    for j in range(len(edges) - 1):
-        sel = which == j
-        if not sel.any():
-            continue
-        centres.append(np.median(t[sel]))
-        obs_q.append(np.quantile(y[sel], q))
-        per_sim = np.quantile(sims[:, sel], q, axis=1).T  # (num_sims, 3)
-        sim_q.append(np.quantile(per_sim, [0.05, 0.5, 0.95], axis=0).T)  # (3 quantiles, 3)
-    centres, obs_q, sim_q = np.asarray(centres), np.asarray(obs_q), np.asarray(sim_q)
-    lo, hi = np.quantile(sims, [0.05, 0.95], axis=0)
-    outside = float(np.mean((y < lo) | (y > hi)))
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    ax.scatter(t, y, s=8, color="0.4", alpha=0.6, label="observed")
-    colours = ("tab:blue", "tab:red", "tab:blue")
-    for k, c in enumerate(colours):
-        ax.fill_between(centres, sim_q[:, k, 0], sim_q[:, k, 2], color=c, alpha=0.2, lw=0)
-        ax.plot(centres, obs_q[:, k], color=c, lw=1.5, ls="-" if k == 1 else "--")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} ({num_sims} simulated studies)")
-    ax.legend(loc="upper right")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    summary = {"centres": centres, "observed": obs_q, "simulated": sim_q, "outside_90": outside}
-    return path, summary
-
-
-# ---------------------------------------------------------------------------------------
 # theophylline
 # ---------------------------------------------------------------------------------------
 
@@ -1060,3 +749,13 @@ def theophylline_model(omega: str = "diagonal", error: str = "additive"):
     model = NLMEModel(one_compartment_oral, ("ka", "cl", "v"), omega=omega, error=error)
     theta = {"log_ka": math.log(1.5), "log_cl": math.log(3.0), "log_v": math.log(30.0)}
     return model, model.init_params(theta, omega_sd=0.3, sigma_add=1.0, sigma_prop=0.1)
+
+
+# outputs live in their own module; imported last because they use residual_sd from here
+from numpyro_hgf.models.nlme_report import (  # noqa: E402, F401
+    _reporting,
+    format_table,
+    parameter_table,
+    plot_vpc,
+    predict,
+)
