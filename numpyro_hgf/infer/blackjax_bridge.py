@@ -270,7 +270,7 @@ def _functions(model, mp, rebuild, signature, spec):
         _CACHE[cache_key] = hit
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    except TypeError:
+    except TypeError:  # an unhashable model argument: use the functions without caching
         pass
     return hit
 
