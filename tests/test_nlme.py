@@ -358,3 +358,80 @@ def test_neural_network_inside_the_structural_model():
     np.testing.assert_allclose(float(ll_neural), float(ll_base), rtol=1e-5)
     g_out = grad["theta"]["net"]["Dense_1"]["kernel"]
     assert float(jnp.max(jnp.abs(g_out))) > 1e-3
+
+
+# -- NUTS ------------------------------------------------------------------------------
+
+
+def nuts_priors(d=3):
+    import numpyro.distributions as dist
+
+    return {
+        "theta_log_ka": dist.Normal(0.0, 5.0),
+        "theta_log_cl": dist.Normal(0.0, 5.0),
+        "theta_log_v": dist.Normal(0.0, 5.0),
+        "omega_sd": dist.HalfNormal(1.0).expand([d]),
+        "sigma_add": dist.HalfNormal(2.0),
+    }
+
+
+def nuts_z_scores(idata, lfit):
+    """name -> (|posterior mean - Laplace estimate| / posterior SD, posterior SD) on log scale."""
+    out = {}
+    for name in ("ka", "cl", "v"):
+        draws = np.asarray(idata.posterior[f"theta_log_{name}"]).ravel()
+        est = float(lfit.params["theta"][f"log_{name}"])
+        out[name] = (abs(draws.mean() - est) / draws.std(), draws.std())
+    return out
+
+
+@pytest.mark.slow
+def test_nuts_posterior_agrees_with_laplace_fit(laplace_fit, data):
+    """Weak priors: the NUTS posterior means of log ka, CL, V are within 2 posterior SDs of the
+    Laplace estimates and the posterior SDs within a factor 2 of the Hessian SEs; with the dose
+    doubled (a wrong unit) V and CL move by log 2, many posterior SDs (negative control)."""
+    import arviz as az
+
+    model, lfit, _ = laplace_fit
+    _, init = nlme.theophylline_model()
+    kw = {"num_warmup": 300, "num_samples": 300, "progress": False}
+    idata = nlme.fit_nuts(model, data, init, nuts_priors(), key=jax.random.key(0), **kw)
+    assert isinstance(idata, az.InferenceData)
+    post = idata.posterior
+    expected = {"theta_log_ka", "theta_log_cl", "theta_log_v", "omega_sd", "sigma_add", "eta"}
+    assert set(post.data_vars) == expected
+    assert post["eta"].shape == (1, 300, 12, 3) and post["omega_sd"].shape == (1, 300, 3)
+    assert idata.log_likelihood["obs"].shape[:2] == (1, 300)
+    assert int(idata.sample_stats["diverging"].sum()) <= 3
+    z = nuts_z_scores(idata, lfit)
+    for name, (score, sd) in z.items():
+        se = float(lfit.se["theta"][f"log_{name}"])
+        assert score < 2.0, (name, score)
+        assert 0.5 < sd / se < 2.0, (name, sd, se)
+    # residual SD: posterior mean within 3 posterior SDs of the Laplace estimate
+    sig = np.asarray(post["sigma_add"]).ravel()
+    assert abs(sig.mean() - math.exp(float(lfit.params["log_sigma_add"]))) < 3 * sig.std()
+
+    # negative control: the same comparison on data with the dose doubled must fail
+    doubled = data._replace(covariates={"dose": 2.0 * data.covariates["dose"]})
+    bad = nuts_z_scores(
+        nlme.fit_nuts(model, doubled, init, nuts_priors(), key=jax.random.key(1), **kw), lfit
+    )
+    assert bad["v"][0] > 4.0 and bad["cl"][0] > 4.0, bad
+
+
+def test_nuts_priors_must_match_the_parameter_shapes(data):
+    """A scalar prior on the (3,) omega_sd would tie the three IIV SDs together silently."""
+    import numpyro.distributions as dist
+    from numpyro import handlers
+
+    model, init = nlme.theophylline_model()
+    priors = nuts_priors()
+    priors["omega_sd"] = dist.HalfNormal(1.0)
+    with pytest.raises(ValueError, match=r"priors: expected a prior of shape \(3,\).*omega_sd"):
+        handlers.seed(nlme.numpyro_model, 0)(model, data, init, priors)
+    # the right shapes trace (positive control)
+    tr = handlers.trace(handlers.seed(nlme.numpyro_model, 0)).get_trace(
+        model, data, init, nuts_priors()
+    )
+    assert tr["omega_sd"]["value"].shape == (3,)

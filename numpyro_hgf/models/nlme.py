@@ -456,6 +456,13 @@ def numpyro_model(
             return numpyro.param(name, value, constraint=constraint)
         if name not in priors:
             raise ValueError(f"priors: expected a prior for site {name!r}, got {sorted(priors)}")
+        shape = priors[name].shape()
+        if shape != jnp.shape(value):
+            # a scalar prior on a vector parameter would silently tie its entries together
+            raise ValueError(
+                f"priors: expected a prior of shape {jnp.shape(value)} for site {name!r} "
+                f"(its batch + event shape; use .expand(...)), got shape {shape}"
+            )
         return numpyro.sample(name, priors[name])
 
     theta = {k: site(f"theta_{k}", v) for k, v in theta_init.items()}
@@ -624,21 +631,44 @@ def fit_nuts(
     key,
     progress: bool | None = None,
 ):
-    """NUTS (NumPyro) on :func:`numpyro_model` with ``priors``; returns
-    ``arviz.InferenceData`` (posterior of the population parameters and ``eta``)."""
+    """NUTS (NumPyro) on :func:`numpyro_model` with ``priors``.
+
+    ``priors`` maps every population site (``theta_<key>``, ``omega_sd`` ``(d,)``,
+    ``omega_corr`` for a full Omega, ``sigma_add`` / ``sigma_prop``) to a distribution of that
+    site's shape (e.g. ``dist.HalfNormal(1.0).expand([d])`` for ``omega_sd``).  The chains
+    start at ``init`` (population parameters) and ``eta = 0``.
+
+    Returns:
+        ``arviz.InferenceData``: ``posterior`` with those sites and ``eta``
+        ``(chain, draw, N, d)``, ``sample_stats`` and the pointwise ``log_likelihood`` of
+        ``obs``.
+    """
     import arviz as az
     from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.initialization import init_to_value
 
     model.check(init, data)
+    a0, b0 = model.sigmas(init)
+    start = {f"theta_{k}": v for k, v in init["theta"].items()}
+    start["omega_sd"] = jnp.exp(init["log_omega_sd"])
+    if model.omega == "full":
+        start["omega_corr"] = CorrCholeskyTransform()(init["omega_corr"])
+    if "log_sigma_add" in init:
+        start["sigma_add"] = a0
+    if "log_sigma_prop" in init:
+        start["sigma_prop"] = b0
+    start["eta"] = jnp.zeros((data.num_subjects, model.eta_dim), data.times.dtype)
     mcmc = MCMC(
-        NUTS(numpyro_model),
+        NUTS(numpyro_model, init_strategy=init_to_value(values=start)),
         num_warmup=check_positive_int("num_warmup", num_warmup),
         num_samples=check_positive_int("num_samples", num_samples),
         num_chains=check_positive_int("num_chains", num_chains),
         progress_bar=progress_enabled(progress),
         chain_method="sequential",
     )
-    mcmc.run(key, model=model, data=data, init=init, priors=priors)
+    # positional: arviz calls numpyro.infer.log_likelihood(model_fn, samples, *args, **kwargs),
+    # whose first parameter is also called ``model``
+    mcmc.run(key, model, data, init, priors)
     return az.from_numpyro(mcmc)
 
 
