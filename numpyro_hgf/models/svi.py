@@ -58,6 +58,9 @@ def fit_svi(
     description: str = "svi",
     steps_per_dispatch: int = 200,
     clip_norm: float | None = None,
+    validation_fn=None,
+    validate_every: int | None = None,
+    patience: int | None = None,
 ) -> SVIFit:
     """Maximise the ELBO of ``model``/``guide`` on ``data`` with the trainer core.
 
@@ -76,6 +79,10 @@ def fit_svi(
         init_params: constrained initial values for some param sites (``numpyro.param``
             names), overriding the model's and guide's own initial values.
         progress, description, steps_per_dispatch, clip_norm: passed to the trainer.
+        validation_fn: ``constrained_params -> float`` (lower is better), called every
+            ``validate_every`` steps; with ``patience`` the fit stops after that many
+            validations without improvement and returns the best validated params
+            (:meth:`numpyro_hgf.train.Trainer.fit`).
 
     Returns:
         :class:`SVIFit`.
@@ -127,5 +134,14 @@ def fit_svi(
         progress=progress,
         description=description,
     )
-    result = trainer.fit(params0, train_data, steps, train_key)
+    val = None if validation_fn is None else (lambda p: validation_fn(constrain(p)))
+    result = trainer.fit(
+        params0,
+        train_data,
+        steps,
+        train_key,
+        validation_fn=val,
+        validate_every=validate_every,
+        patience=patience,
+    )
     return SVIFit(constrain(result.params), result.history, result)

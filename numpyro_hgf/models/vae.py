@@ -3,7 +3,8 @@
 ::
 
     z_n ~ N(0, I_k),    x_n ~ p(x | dec(z_n))        (Gaussian: mean and log-scale per pixel;
-                                                      Bernoulli: logits per pixel)
+                                                      Bernoulli: logits per pixel;
+                                                      categorical: L logits per pixel)
     q(z_n | x_n) = N(mu(x_n), diag sigma(x_n)^2)     (AmortizedNormalGuide, flax encoder)
 
 The decoder is a ``flax.linen`` MLP registered with ``flax_module``; fitting maximises the ELBO
@@ -12,6 +13,15 @@ importance-weighted bound ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` (Burda et a
 eq. 8; ``K = 1`` is the ELBO), computed in chunks so ``K`` can be 5,000.  For the 17-level
 digits the Gaussian VAE is fitted to uniformly dequantized data in ``[0, 1)`` and reported in
 bits/dim with :func:`numpyro_hgf.metrics.bits_per_dim` (``num_levels=17``).
+
+The ``"categorical"`` likelihood (:class:`DequantizedCategorical`) models the ``L`` grey levels
+directly: on dequantized ``x in [0, 1)^D`` it is the piecewise-constant density
+
+    p(x | z) = prod_d L softmax(logits_d(z))[floor(L x_d)],
+
+so ``log p(x | z) = D log L + log P(raw | z)`` exactly, and ELBO/IWAE bounds on ``log p(x)``
+are bounds on the discrete ``log P(raw)`` shifted by ``D log L`` -- ``bits_per_dim(lp, D,
+num_levels=L)`` of them is the discrete bits/dim, like-for-like with a mixture of categoricals.
 """
 
 from __future__ import annotations
@@ -24,13 +34,24 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax import lax
 from numpyro import handlers
 from numpyro.contrib.module import flax_module
+from numpyro.distributions import constraints
+from numpyro.distributions.util import validate_sample
 
-from numpyro_hgf._checks import check_choice, check_finite, check_hidden_sizes, check_positive_int
+from numpyro_hgf._checks import (
+    _describe,
+    check_choice,
+    check_finite,
+    check_hidden_sizes,
+    check_positive_float,
+    check_positive_int,
+)
 
 __all__ = [
     "VAE",
+    "DequantizedCategorical",
     "model",
     "make_guide",
     "fit",
@@ -39,40 +60,165 @@ __all__ = [
     "plot_reconstructions",
 ]
 
-LIKELIHOODS = ("gaussian", "bernoulli")
+LIKELIHOODS = ("gaussian", "bernoulli", "categorical")
+
+
+class _HalfOpenUnitInterval(constraints._Interval):
+    """``[0, 1)``: the support of uniformly dequantized levels."""
+
+    def __init__(self):
+        super().__init__(0.0, 1.0)
+
+    def __call__(self, x):
+        return (x >= 0.0) & (x < 1.0)
+
+    def feasible_like(self, prototype):
+        return jnp.full_like(prototype, 0.5)
+
+
+half_open_unit_interval = _HalfOpenUnitInterval()
+
+
+class DequantizedCategorical(dist.Distribution):
+    """Piecewise-constant density on ``[0, 1)`` of uniformly dequantized ``L``-level data.
+
+    The level ``k = floor(L x)`` is categorical with ``softmax(logits)`` and ``x`` is uniform on
+    its cell ``[k / L, (k + 1) / L)`` (the generative reading of
+    :func:`numpyro_hgf.datasets.dequantize` with ``interval=(0, 1)``), so
+
+        p(x) = L softmax(logits)[floor(L x)],        log p(x) = log L + log P(k).
+
+    The density integrates to 1 over ``[0, 1)``; ``bits_per_dim(log p, D, num_levels=L)`` of it
+    is the discrete bits/dim ``-log2 P(k) / D`` exactly (the dequantization bound of Theis et al.
+    2016 is tight for a density that is constant on the cells).
+
+    Args:
+        logits: ``(*batch_shape, L)`` unnormalised log-probabilities of the ``L >= 2`` levels.
+
+    Shapes: ``batch_shape = logits.shape[:-1]``, ``event_shape = ()`` (one pixel; use
+    ``.to_event(1)`` for an image).  ``log_prob`` is differentiable in ``logits`` (not in ``x``,
+    where it is piecewise constant).
+    """
+
+    arg_constraints = {"logits": constraints.real_vector}
+    support = half_open_unit_interval
+    has_enumerate_support = False
+
+    def __init__(self, logits, *, validate_args=None):
+        if jnp.ndim(logits) < 1:
+            raise ValueError(
+                f"logits: expected an array of shape (..., num_levels), got {_describe(logits)}"
+            )
+        if jnp.shape(logits)[-1] < 2:
+            raise ValueError(
+                f"num_levels: expected at least 2 levels (logits.shape[-1]), "
+                f"got {jnp.shape(logits)[-1]}"
+            )
+        self.logits = logits
+        super().__init__(batch_shape=jnp.shape(logits)[:-1], validate_args=validate_args)
+
+    @property
+    def num_levels(self) -> int:
+        return jnp.shape(self.logits)[-1]
+
+    @property
+    def probs(self):
+        return jax.nn.softmax(self.logits, axis=-1)
+
+    def sample(self, key, sample_shape=()):
+        key_level, key_u = jax.random.split(key)
+        shape = sample_shape + self.batch_shape
+        level = jax.random.categorical(key_level, self.logits, shape=shape)
+        u = jax.random.uniform(key_u, shape, dtype=jnp.result_type(self.logits, float))
+        # (level + u) / L < 1 can round to 1.0 in float32: stay inside [0, 1)
+        x = (level + u) / self.num_levels
+        return jnp.minimum(x, jnp.nextafter(jnp.ones((), x.dtype), 0.0))
+
+    def levels(self, value):
+        """``floor(L x)`` as int32, clipped to ``0 .. L - 1``."""
+        L = self.num_levels
+        return jnp.clip(jnp.floor(jnp.asarray(value) * L), 0, L - 1).astype(jnp.int32)
+
+    @validate_sample
+    def log_prob(self, value):
+        batch_shape = lax.broadcast_shapes(jnp.shape(value), self.batch_shape)
+        idx = jnp.broadcast_to(self.levels(value)[..., None], batch_shape + (1,))
+        logp = jax.nn.log_softmax(self.logits, axis=-1)
+        logp = jnp.broadcast_to(logp, batch_shape + logp.shape[-1:])
+        return jnp.log(self.num_levels) + jnp.take_along_axis(logp, idx, axis=-1)[..., 0]
+
+    def _cell_moments(self):
+        L = self.num_levels
+        mid = (jnp.arange(L) + 0.5) / L
+        p = self.probs
+        return p, mid, L
+
+    @property
+    def mean(self):
+        p, mid, _ = self._cell_moments()
+        return jnp.sum(p * mid, axis=-1)
+
+    @property
+    def variance(self):
+        p, mid, L = self._cell_moments()
+        second = jnp.sum(p * (mid**2 + 1.0 / (12.0 * L**2)), axis=-1)
+        return second - self.mean**2
 
 
 class VAE(NamedTuple):
-    """A fitted VAE: its architecture and the SVI params (decoder and encoder)."""
+    """A fitted VAE: its architecture and the SVI params (decoder and encoder).
+
+    ``num_levels`` is the number of grey levels of the ``"categorical"`` likelihood (``None``
+    for the others)."""
 
     latent_dim: int
     data_dim: int
     likelihood: str
     hidden: tuple[int, ...]
     params: dict
+    num_levels: int | None = None
 
 
-def _decoder(data_dim, likelihood, hidden):
+def _decoder(data_dim, likelihood, hidden, num_levels=None):
     from numpyro_hgf.nn import MLP
 
-    out = 2 * data_dim if likelihood == "gaussian" else data_dim
+    out = {"gaussian": 2 * data_dim, "bernoulli": data_dim}.get(likelihood)
+    if likelihood == "categorical":
+        out = data_dim * num_levels
     return MLP(hidden, out)
 
 
-def model(x, latent_dim: int, likelihood: str = "gaussian", hidden=(64,), num_total=None):
-    """VAE model on ``x: (b, D)`` (a minibatch of a data set of ``num_total`` rows)."""
+def _likelihood(out, D, likelihood, num_levels=None):
+    """``p(x | z)`` from the decoder output ``out: (..., out_dim)``, event shape ``(D,)``."""
+    if likelihood == "gaussian":
+        mean, log_scale = out[..., :D], jnp.clip(out[..., D:], -7.0, 2.0)
+        return dist.Normal(mean, jnp.exp(log_scale)).to_event(1)
+    if likelihood == "bernoulli":
+        return dist.Bernoulli(logits=out).to_event(1)
+    logits = out.reshape(out.shape[:-1] + (D, num_levels))
+    return DequantizedCategorical(logits).to_event(1)
+
+
+def model(
+    x,
+    latent_dim: int,
+    likelihood: str = "gaussian",
+    hidden=(64,),
+    num_total=None,
+    num_levels: int | None = None,
+):
+    """VAE model on ``x: (b, D)`` (a minibatch of a data set of ``num_total`` rows);
+    ``num_levels`` only for ``likelihood="categorical"`` (``x`` dequantized in ``[0, 1)``)."""
     b, D = x.shape
-    net = flax_module("decoder", _decoder(D, likelihood, tuple(hidden)), jnp.zeros((1, latent_dim)))
+    net = flax_module(
+        "decoder",
+        _decoder(D, likelihood, tuple(hidden), num_levels),
+        jnp.zeros((1, latent_dim)),
+    )
     n = b if num_total is None else num_total
     with numpyro.plate("data", n, subsample_size=b):
         z = numpyro.sample("z", dist.Normal(jnp.zeros(latent_dim), 1.0).to_event(1))
-        out = net(z)
-        if likelihood == "gaussian":
-            mean, log_scale = out[..., :D], jnp.clip(out[..., D:], -7.0, 2.0)
-            px = dist.Normal(mean, jnp.exp(log_scale)).to_event(1)
-        else:
-            px = dist.Bernoulli(logits=out).to_event(1)
-        numpyro.sample("x", px, obs=x)
+        numpyro.sample("x", _likelihood(net(z), D, likelihood, num_levels), obs=x)
 
 
 def make_guide(latent_dim: int, hidden=(64,)):
@@ -85,19 +231,76 @@ def make_guide(latent_dim: int, hidden=(64,)):
     )
 
 
+def _check_data(name, x, likelihood, num_levels):
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected an array of shape (n, D), got shape {x.shape}")
+    check_finite(name, x)
+    if likelihood == "bernoulli" and not bool(jnp.all((x == 0) | (x == 1))):
+        raise ValueError(
+            f"{name}: a Bernoulli likelihood expects binary data (0/1), got other values"
+        )
+    if likelihood == "categorical" and not bool(jnp.all((x >= 0) & (x < 1))):
+        raise ValueError(
+            f"{name}: a categorical likelihood expects dequantized data in [0, 1) "
+            f"(numpyro_hgf.datasets.dequantize), got values in "
+            f"[{float(jnp.min(x)):.4g}, {float(jnp.max(x)):.4g}]"
+        )
+    return x
+
+
+def _check_num_levels(likelihood, num_levels):
+    if likelihood != "categorical":
+        return None
+    if num_levels is None:
+        raise ValueError(
+            "num_levels: the categorical likelihood needs the number of levels, got None"
+        )
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int | np.integer):
+        raise TypeError(f"num_levels: expected an integer >= 2, got {_describe(num_levels)}")
+    if num_levels < 2:
+        raise ValueError(f"num_levels: expected an integer >= 2, got {num_levels}")
+    return int(num_levels)
+
+
 def fit(
     x,
     *,
     latent_dim: int = 8,
     likelihood: str = "gaussian",
+    num_levels: int | None = None,
     hidden=(128, 128),
     steps: int = 5_000,
     batch_size: int = 128,
     learning_rate: float = 2e-3,
+    weight_decay: float = 0.0,
+    validation=None,
+    validate_every: int = 500,
+    patience: int | None = None,
     key,
     progress: bool | None = None,
 ):
     """Maximise the ELBO on ``x: (n, D)`` (Adam with cosine decay, minibatches).
+
+    Args:
+        x: ``(n, D)`` training data: real for ``"gaussian"``, 0/1 for ``"bernoulli"``,
+            dequantized levels in ``[0, 1)`` for ``"categorical"``.
+        latent_dim, hidden: latent dimension ``k`` and the hidden widths of the encoder and
+            decoder MLPs.
+        likelihood: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``
+            (:class:`DequantizedCategorical`, ``num_levels`` levels per pixel).
+        num_levels: ``L >= 2``, only (and required) for ``"categorical"``.
+        steps, batch_size, learning_rate: Adam (AdamW with ``weight_decay > 0``) with a cosine
+            decay of the learning rate over ``steps``; minibatches of ``batch_size``.
+        weight_decay: decoupled weight decay of AdamW (0: plain Adam).
+        validation: ``(m, D)`` held-out rows (split off the *training* data) or ``None``.
+            Every ``validate_every`` steps the ELBO on them (10 draws per row, the same draws
+            every time) is evaluated and the params with the best validation ELBO are returned
+            (best-checkpoint selection); with ``patience`` the fit also stops after that many
+            validations without improvement.  The history is ``svi_fit.result.validation``
+            (``(step, -mean ELBO)`` pairs).
+        key: ``jax.random`` key.
+        progress: show the trainer's progress bar (``None``: the package default).
 
     Returns ``(vae, svi_fit)``.
     """
@@ -106,39 +309,67 @@ def fit(
     from numpyro_hgf.models.svi import fit_svi
 
     check_choice("likelihood", likelihood, LIKELIHOODS)
+    num_levels = _check_num_levels(likelihood, num_levels)
     latent_dim = check_positive_int("latent_dim", latent_dim)
     hidden = check_hidden_sizes("hidden", hidden)
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected an array of shape (n, D), got shape {x.shape}")
-    check_finite("x", x)
-    if likelihood == "bernoulli" and not bool(jnp.all((x == 0) | (x == 1))):
-        raise ValueError("x: a Bernoulli likelihood expects binary data (0/1), got other values")
+    x = _check_data("x", x, likelihood, num_levels)
     kwargs = {
         "latent_dim": latent_dim,
         "likelihood": likelihood,
         "hidden": hidden,
         "num_total": x.shape[0],
+        "num_levels": num_levels,
     }
+    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
+    if weight_decay:
+        weight_decay = check_positive_float("weight_decay", weight_decay)
+        optimizer = optax.adamw(schedule, weight_decay=weight_decay)
+    else:
+        optimizer = optax.adam(schedule)
+    template = VAE(latent_dim, x.shape[1], likelihood, hidden, None, num_levels)
+    validation_fn = None
+    if validation is not None:
+        validation = _check_data("validation", validation, likelihood, num_levels)
+        if validation.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"validation: expected rows of length {x.shape[1]} like x, "
+                f"got shape {validation.shape}"
+            )
+        validate_every = check_positive_int("validate_every", validate_every)
+        val_key = jax.random.fold_in(key, 0x7A1)
+
+        def validation_fn(params):
+            return -float(jnp.mean(_elbo(template, params, validation, 10, val_key)))
+
+        if patience is None:  # best-checkpoint selection without stopping early
+            patience = steps // validate_every + 1
     res = fit_svi(
         model,
         make_guide(latent_dim, hidden),
         (x,),
         steps=steps,
         key=key,
-        optimizer=optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)),
+        optimizer=optimizer,
         batch_size=min(batch_size, x.shape[0]),
         model_kwargs=kwargs,
         progress=progress,
         description=f"vae ({likelihood})",
+        validation_fn=validation_fn,
+        validate_every=validate_every if validation is not None else None,
+        patience=patience if validation is not None else None,
     )
-    return VAE(latent_dim, x.shape[1], likelihood, hidden, res.params), res
+    return template._replace(params=res.params), res
 
 
 def _log_weights(vae: VAE, x, key, k: int):
     """``(k, n)`` importance log-weights ``log p(x, z) - log q(z | x)``, ``z ~ q``."""
     guide = make_guide(vae.latent_dim, vae.hidden)
-    kw = {"latent_dim": vae.latent_dim, "likelihood": vae.likelihood, "hidden": vae.hidden}
+    kw = {
+        "latent_dim": vae.latent_dim,
+        "likelihood": vae.likelihood,
+        "hidden": vae.hidden,
+        "num_levels": vae.num_levels,
+    }
     loc, scale = guide.encode(vae.params, x)
     q = dist.Normal(loc, scale).to_event(1)
     z = q.sample(key, (k,))
@@ -159,6 +390,12 @@ def _iwae(vae_static, params, x, k, chunk, key):
     lw = jax.lax.map(lambda kk: _log_weights(vae, x, kk, chunk), keys)  # (chunks, chunk, n)
     lw = lw.reshape(-1, x.shape[0])[:k]
     return jax.scipy.special.logsumexp(lw, axis=0) - jnp.log(k)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _elbo(vae_static, params, x, k, key):
+    """``(n,)`` ELBO averaged over ``k`` draws ``z ~ q(z | x)``."""
+    return jnp.mean(_log_weights(vae_static._replace(params=params), x, key, k), axis=0)
 
 
 def iwae_log_likelihood(vae: VAE, x, *, k: int, key, chunk: int = 500, batch: int = 120):
@@ -199,7 +436,7 @@ def plot_latents(path, vae: VAE, x, labels):
 
 
 def plot_reconstructions(path, vae: VAE, x, *, shape=(8, 8), num: int = 10):
-    """Top row: data; bottom row: decoder means at the encoder means (PNG)."""
+    """Top row: data; bottom row: decoder means ``E[x | z]`` at the encoder means (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,11 +444,9 @@ def plot_reconstructions(path, vae: VAE, x, *, shape=(8, 8), num: int = 10):
 
     x = jnp.asarray(x)[:num]
     loc, _ = make_guide(vae.latent_dim, vae.hidden).encode(vae.params, x)
-    dec = _decoder(vae.data_dim, vae.likelihood, vae.hidden)
+    dec = _decoder(vae.data_dim, vae.likelihood, vae.hidden, vae.num_levels)
     out = dec.apply({"params": vae.params["decoder$params"]}, loc)
-    recon = out[..., : vae.data_dim]
-    if vae.likelihood == "bernoulli":
-        recon = jax.nn.sigmoid(recon)
+    recon = _likelihood(out, vae.data_dim, vae.likelihood, vae.num_levels).mean
     fig, axes = plt.subplots(2, num, figsize=(num, 2.2), constrained_layout=True)
     for j in range(num):
         for row, img in ((0, x[j]), (1, recon[j])):
