@@ -186,6 +186,21 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     )
     np.testing.assert_array_equal(a.observed_data["obs"].values, Y)
     check_sample_stats(a.sample_stats, (4, 1000))
+    # laid out exactly as arviz.from_dict lays out the same arrays (dims, coords, dtypes)
+    ref = az.from_dict(**{g: {k: v.values for k, v in getattr(a, g).items()} for g in a.groups()})
+    assert a.groups() == ref.groups()
+    assert {k: a.posterior.attrs[k] for k in ("arviz_version", "inference_library")} == {
+        "arviz_version": az.__version__,
+        "inference_library": "blackjax",
+    }
+    for group in a.groups():
+        ours, theirs = getattr(a, group), getattr(ref, group)
+        assert {k: (v.dims, v.dtype) for k, v in ours.items()} == {
+            k: (v.dims, v.dtype) for k, v in theirs.items()
+        }
+        assert {c: ours[c].values.tolist() for c in ours.coords} == {
+            c: theirs[c].values.tolist() for c in theirs.coords
+        }
     assert a.attrs["sampler"] == "nuts"
     steps = a.attrs["warmup_n_steps"]  # warmup gradients: 1 to 2^10 - 1 per step and chain
     assert 300 * 4 <= steps <= 1023 * 300 * 4 and steps != a.sample_stats["n_steps"].sum()
