@@ -2,9 +2,12 @@
 
 :func:`run_nuts` and :func:`run_hmc` turn a model into a potential on unconstrained space
 (:mod:`numpyro_hgf.infer.potential`), adapt the step size and a diagonal (or dense) mass
-matrix per chain with ``blackjax.window_adaptation`` (Stan's windowed scheme), and sample
-with ``blackjax.nuts`` / ``blackjax.hmc`` with the chains vectorised by ``jax.vmap``.
-Every draw is mapped back through the model (constrained values and deterministic sites).
+matrix per chain by Stan's windowed scheme (the schedule and pieces of
+``blackjax.window_adaptation``), and sample with ``blackjax.nuts`` / ``blackjax.hmc`` with
+the chains vectorised by ``jax.vmap``.  Chains move on the flat unconstrained vector; warmup
+and sampling are separate compiled loops, so sampling does no adaptation work.  The kept
+draws are mapped back through the model (constrained values and deterministic sites) in
+one batch after the loop.
 
 With ``forces={"x": F}``, :func:`run_hmc` runs force-field HMC
 (:func:`numpyro_hgf.infer.force_field_hmc`): the leapfrog uses the learned force for the
@@ -97,8 +100,9 @@ def _as_dtype(tree, dtype):
 def _stan_adaptation(is_diagonal: bool, target_accept: float):
     """``(init, update)`` of Stan's warmup (fast / slow windows) built from BlackJAX's
     ``dual_averaging_adaptation`` and ``mass_matrix_adaptation``, stepped by the schedule of
-    ``blackjax.adaptation.window_adaptation.build_schedule`` so that warmup and sampling
-    share one compiled transition (and the progress bar covers the warmup)."""
+    ``blackjax.adaptation.window_adaptation.build_schedule``, one step at a time, so that
+    the warmup runs in chunks under the progress bar (``blackjax.window_adaptation.run`` is
+    one opaque call)."""
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
 
@@ -220,7 +224,9 @@ def _build_functions(mp, rebuild, spec: dict):
         return params, (states, adapt), is_valid
 
     @jax.jit
-    def chunk(carry, xs, dyn):
+    def warmup_chunk(carry, xs, dyn):
+        """Adaptation steps: ``xs = (keys (length, chains), schedule)``; returns the new
+        carry and the leapfrog steps per step and chain."""
         args, kwargs, _, kernel = targets(dyn)
 
         def one_chain(key, state, adapt, schedule):
@@ -233,6 +239,25 @@ def _build_functions(mp, rebuild, spec: dict):
                 ),
                 lambda: adapt,
             )
+            return new, new_adapt, info.num_integration_steps
+
+        def step(carry, x):
+            keys, schedule = x
+            new, new_adapt, n_steps = jax.vmap(one_chain, in_axes=(0, 0, 0, None))(
+                keys, *carry, schedule
+            )
+            return (new, new_adapt), n_steps
+
+        return jax.lax.scan(step, carry, xs)
+
+    @jax.jit
+    def sample_chunk(carry, keys, dyn):
+        """Steps with the adapted step size and mass matrix (no adaptation work in the
+        loop): ``keys (length, chains)``; returns the carry and ``(draws, stats)``."""
+        args, kwargs, _, kernel = targets(dyn)
+
+        def one_chain(key, state, adapt):
+            new, info = kernel(key, state, adapt.step_size, adapt.inverse_mass_matrix)
             stats = {
                 "diverging": info.is_divergent,
                 "acceptance_rate": info.acceptance_rate,
@@ -245,23 +270,20 @@ def _build_functions(mp, rebuild, spec: dict):
                 stats["tree_depth"] = info.num_trajectory_expansions
             if forces:
                 stats["is_adjusted"] = info.is_adjusted
-            return new, new_adapt, (new.position, stats)
+            return new, (new.position, stats)
 
-        def step(carry, x):
+        def step(carry, keys):
             states, adapt = carry
-            keys, schedule = x
-            new, new_adapt, out = jax.vmap(one_chain, in_axes=(0, 0, 0, None))(
-                keys, states, adapt, schedule
-            )
-            return (new, new_adapt), out
+            new, out = jax.vmap(one_chain)(keys, states, adapt)
+            return (new, adapt), out
 
-        carry, (positions, stats) = jax.lax.scan(step, carry, xs)
+        carry, (positions, stats) = jax.lax.scan(step, carry, keys)
         # constrained values and deterministic sites, batched over (draw, chain) after the
         # loop rather than replayed inside every transition
         draws = jax.vmap(jax.vmap(lambda q: mp.postprocess(unravel(q), args, kwargs)))(positions)
         return carry, (draws, stats)
 
-    return init, chunk
+    return init, warmup_chunk, sample_chunk
 
 
 def _functions(model, mp, rebuild, signature, spec):
@@ -346,7 +368,9 @@ def _run(
         "adjusted": bool(adjusted),
         "init_strategy": init_strategy,
     }
-    init_fn, chunk_fn = _functions(model, mp, rebuild, signature, dict(spec, forces=forces))
+    init_fn, warmup_fn, sample_fn = _functions(
+        model, mp, rebuild, signature, dict(spec, forces=forces)
+    )
 
     dim = sum(int(np.size(v)) for v in mp.prototype.values())
     dtype = jnp.result_type(*jax.tree.leaves(mp.prototype), float)
@@ -369,13 +393,12 @@ def _run(
 
     total = num_warmup + num_samples
     show = progress_enabled(progress)
-    num_chunks = min(10, total) if show else 1
-    length = math.ceil(total / num_chunks)
-    padded = num_chunks * length
-    keys = jax.random.split(key_run, (padded, num_chains))
-    schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, padded, adapt))
+    # with a progress bar, both phases run in chunks of one length (about a tenth of the
+    # run; one compiled program per phase); without one, each phase is a single call
+    length = math.ceil(total / min(10, total)) if show else None
+    key_warmup, key_sample = jax.random.split(key_run)
+    warmup_steps = 0  # leapfrog steps (gradient evaluations) before the kept draws
     draws, stats = [], []
-    warmup_steps = 0  # leapfrog steps (gradient evaluations) of the warmup, all chains
     with tqdm(
         total=total,
         desc=f"{kind} ({num_chains} chains)",
@@ -383,22 +406,34 @@ def _run(
         leave=False,
         dynamic_ncols=True,
     ) as bar:
-        for i in range(num_chunks):
-            sl = slice(i * length, (i + 1) * length)
-            xs = (keys[sl], tuple(a[sl] for a in schedule))
-            carry, (d, s) = chunk_fn(carry, xs, dynamic)
-            in_warmup = max(0, min(length, num_warmup - i * length))
-            warmup_steps += int(np.sum(np.asarray(s["n_steps"][:in_warmup], np.int64)))
-            if (i + 1) * length > num_warmup:  # keep only chunks holding kept draws
-                draws.append((i, d))
-                stats.append((i, s))
-            bar.update(min(length, total - i * length))
+        if num_warmup:
+            size = length or num_warmup
+            padded = math.ceil(num_warmup / size) * size  # padding steps do not adapt
+            keys = jax.random.split(key_warmup, (padded, num_chains))
+            schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, padded, adapt))
+            for start in range(0, padded, size):
+                sl = slice(start, start + size)
+                if adapt:
+                    carry, n_steps = warmup_fn(
+                        carry, (keys[sl], tuple(a[sl] for a in schedule)), dynamic
+                    )
+                else:  # fixed step size: warmup is burn-in
+                    carry, (_, s) = sample_fn(carry, keys[sl], dynamic)
+                    n_steps = s["n_steps"]
+                warmup_steps += int(np.sum(np.asarray(n_steps, np.int64)))
+                bar.update(min(size, num_warmup - start))
+        size = length or num_samples
+        padded = math.ceil(num_samples / size) * size
+        keys = jax.random.split(key_sample, (padded, num_chains))
+        for start in range(0, padded, size):
+            carry, (d, s) = sample_fn(carry, keys[start : start + size], dynamic)
+            draws.append(d)
+            stats.append(s)
+            bar.update(min(size, num_samples - start))
 
     def stack(parts):
-        # chunks of (draw, chain, ...) -> (chain, draw, ...), warmup and padding dropped
-        first = parts[0][0] * length
-        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0), *[p for _, p in parts])
-        out = jax.tree.map(lambda a: a[num_warmup - first : num_warmup - first + num_samples], out)
+        # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
+        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:num_samples], *parts)
         return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
 
     posterior = stack(draws)
@@ -467,9 +502,10 @@ def run_nuts(
     The model becomes the potential ``U(z) = -log p(x(z), y) - log|det dx/dz|`` on
     unconstrained space (``numpyro.infer.util``); each chain is initialised by
     ``init_strategy`` (retrying invalid points like NumPyro), adapted by
-    ``blackjax.window_adaptation`` (Stan's windows: dual-averaging step size towards
-    ``target_accept``, Welford mass matrix) and sampled by ``blackjax.nuts`` (Hoffman &
-    Gelman 2014, multinomial variant; Betancourt 2017), chains vectorised.
+    Stan's windowed scheme (``blackjax.window_adaptation``'s schedule and pieces:
+    dual-averaging step size towards ``target_accept``, Welford mass matrix) and sampled by
+    ``blackjax.nuts`` (Hoffman & Gelman 2014, multinomial variant; Betancourt 2017),
+    chains vectorised.
 
     Args:
         model: a NumPyro model with continuous latent sites.
