@@ -205,6 +205,13 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     steps = a.attrs["warmup_n_steps"]  # warmup gradients: 1 to 2^10 - 1 per step and chain
     assert 300 * 4 <= steps <= 1023 * 300 * 4 and steps != a.sample_stats["n_steps"].sum()
 
+    # no warmup: the documented unit step size, no warmup gradients (compiled code reused)
+    cold = nh.infer.run_nuts(
+        eight_schools, SIGMA, y=Y, key=jax.random.key(2), **kw | {"num_warmup": 0}
+    )
+    assert cold.attrs["warmup_n_steps"] == 0
+    np.testing.assert_array_equal(cold.sample_stats["step_size"].values, 1.0)
+
     # bad input, here because it reuses the compiled init: a NaN observation makes the
     # potential non-finite at every initial point, and the error names the site
     bad_y = Y.copy()

@@ -344,6 +344,8 @@ def _run(
     if not adjusted and not forces:
         raise ValueError("adjusted: adjusted=False needs learned forces, got forces=None")
     adapt = num_warmup > 0 and adjusted and step_size is None
+    if kind == "nuts" and not adapt:
+        step_size = 1.0  # run_nuts without warmup: unit step size (documented)
     if step_size is None and not adapt:
         raise ValueError(
             "step_size: expected a positive step size when there is no adaptation "
