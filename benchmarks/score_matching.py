@@ -136,6 +136,8 @@ def train(method: str, data, args, key):
             num_steps=args.hsm_steps,
             velocity_learning_rate=args.lr * args.hsm_velocity_lr_factor,
             velocity_steps=args.hsm_velocity_steps,
+            force_baseline=not args.hsm_no_force_baseline,
+            force_gradient=args.hsm_force_gradient,
             **common,
         )
     options = {
@@ -216,7 +218,9 @@ def markdown(results: dict) -> str:
         f"mean ± sd over {cfg['seeds']} seed(s).  DSM sigma = {cfg['dsm_sigma']}; "
         f"HSM: T = {cfg['hsm_steps']} x {cfg['hsm_step_size']} leapfrog, velocity t*TimeMLP "
         f"{tuple(cfg['hidden'])}, velocity lr x{cfg['hsm_velocity_lr_factor']}, "
-        f"{cfg['hsm_velocity_steps']} velocity step(s) per force step.",
+        f"{cfg['hsm_velocity_steps']} velocity step(s) per force step, "
+        f"force gradient {cfg['hsm_force_gradient']!r}, "
+        f"baseline t F: {not cfg['hsm_no_force_baseline']}.",
         "",
         "| data | d | method | Fisher divergence | relative FD | train s |",
         "|---|---:|---|---:|---:|---:|",
@@ -256,6 +260,12 @@ def main(argv=None):
     parser.add_argument("--hsm-steps", type=int, default=5)
     parser.add_argument("--hsm-velocity-lr-factor", type=float, default=5.0)
     parser.add_argument("--hsm-velocity-steps", type=int, default=1)
+    parser.add_argument(
+        "--hsm-no-force-baseline", action="store_true", help="plain V_phi (the paper's form)"
+    )
+    parser.add_argument(
+        "--hsm-force-gradient", default="taylor", choices=("full", "velocity", "taylor")
+    )
     parser.add_argument("--out", type=str, default=None, help="write PATH (.md) and PATH.json")
     args = parser.parse_args(argv)
     if args.quick:

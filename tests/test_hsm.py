@@ -157,16 +157,25 @@ def test_hsm_optimizer_descends_velocity_and_ascends_force():
 # -------------------------------------------------------------------------------------------
 
 
-def test_hsm_gaussian_oracle(gaussian_data):
+@pytest.mark.parametrize(
+    "horizon, force_gradient, force_baseline",
+    [(HORIZON, "full", False), (1.0, "taylor", True)],
+    ids=["paper", "default"],
+)
+def test_hsm_gaussian_oracle(gaussian_data, horizon, force_gradient, force_baseline):
+    """The paper's form (exact gradient through the leapfrog, plain predictor) at T = 2 and
+    fit_hsm's default (baseline t F + V_phi, small-time gradient, Eq. T) at T = 1."""
     x, sample_mean, sample_precision = gaussian_data
     center = tuple(float(c) for c in sample_mean)
     model, (velocity, phi), result = fit_hsm(
         x,
         energy=QuadraticEnergy(2),
-        velocity=LegendreVelocity(HORIZON, center),
+        velocity=LegendreVelocity(horizon, center),
         key=jax.random.key(1),
-        step_size=HORIZON / 10,
+        step_size=horizon / 10,
         num_steps=10,
+        force_gradient=force_gradient,
+        force_baseline=force_baseline,
         steps=1500,
         batch_size=512,
         learning_rate=0.02,
@@ -185,6 +194,78 @@ def test_hsm_gaussian_oracle(gaussian_data):
     assert _rel(precision, sample_precision) < 0.03
     # at the end the velocity player finds (almost) nothing: -L ~ D ~ 0
     assert abs(float(np.mean(result.history[-200:]))) < 0.01
+
+
+def test_force_baseline_reindexes_the_predictor(gaussian_data):
+    """V = t F_theta0 + V_phi with theta0 fixed: the same value and the same gradients in
+    both players as the plain loss with that predictor written out by hand."""
+    x = gaussian_data[0][:128]
+    force, velocity = LinearForce(2), LegendreVelocity(1.0, tuple(MU))
+    force_fn = lambda p, y: force.apply({"params": p}, y)
+    vel_fn = lambda p, y, t: velocity.apply({"params": p}, y, t)
+    theta = {"precision": jnp.eye(2) * 0.7, "center": jnp.array([0.5, -1.0])}
+    phi = jax.tree.map(
+        lambda a: 0.1 * jax.random.normal(jax.random.key(7), a.shape),
+        velocity.init(jax.random.key(0), x[:1], jnp.ones(1))["params"],
+    )
+    opts = dict(step_size=0.25, num_steps=4)
+    key = jax.random.key(8)
+
+    def with_baseline(p):
+        return hamiltonian_score_matching(
+            force_fn, p["f"], x, key, velocity_fn=vel_fn, velocity_params=p["v"],
+            force_baseline=True, **opts,
+        )  # fmt: skip
+
+    def by_hand(p):
+        written = lambda q, y, t: vel_fn(q, y, t) + t[:, None] * force_fn(theta, y)
+        return hamiltonian_score_matching(
+            force_fn, p["f"], x, key, velocity_fn=written, velocity_params=p["v"], **opts
+        )
+
+    params = {"f": theta, "v": phi}
+    v1, g1 = jax.value_and_grad(with_baseline)(params)
+    v2, g2 = jax.value_and_grad(by_hand)(params)
+    assert float(v1) == pytest.approx(float(v2), rel=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    plain = hamiltonian_score_matching(
+        force_fn, theta, x, key, velocity_fn=vel_fn, velocity_params=phi, **opts
+    )
+    assert abs(float(plain) - float(v1)) > 1e-3  # the baseline does change the predictor
+
+
+def test_taylor_force_gradient_is_the_closed_form(gaussian_data):
+    """force_gradient="taylor": the value is L_hsm and, for F = -A (x - c), the theta
+    gradient is Eq. T written out: dL/dA = 2 E[t V (x_t - c)^T], dL/dc = -2 E[t A^T V]."""
+    x = gaussian_data[0][:256]
+    force = LinearForce(2)
+    force_fn = lambda p, y: force.apply({"params": p}, y)
+    vel = lambda p, y, t: p * t[:, None] * (y - jnp.asarray(MU))  # any predictor
+    theta = {"precision": jnp.array([[0.8, 0.1], [0.2, 0.6]]), "center": jnp.array([0.5, -1.0])}
+    key, opts = jax.random.key(9), dict(step_size=0.1, num_steps=10)
+
+    def loss(p, mode):
+        return hamiltonian_score_matching(
+            force_fn, p, x, key, velocity_fn=vel, velocity_params=0.3,
+            force_gradient=mode, **opts,
+        )  # fmt: skip
+
+    value, grad = jax.value_and_grad(loss)(theta, "taylor")
+    assert float(value) == pytest.approx(float(loss(theta, "full")), rel=1e-6)
+    x_t, _, t = simulate_phase_space(force_fn, theta, x, key, **opts)
+    v = np.asarray(vel(0.3, x_t, t), np.float64)
+    tt, xc = np.asarray(t, np.float64)[:, None], np.asarray(x_t - theta["center"], np.float64)
+    grad_a = 2.0 * np.einsum("ni,nj->ij", tt * v, xc) / len(x)
+    grad_c = -2.0 * np.mean(tt * v, 0) @ np.asarray(theta["precision"], np.float64)
+    np.testing.assert_allclose(grad["precision"], grad_a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad["center"], grad_c, rtol=1e-4, atol=1e-6)
+    # "velocity": only the v_t path, so it differs from "full" (which also moves x_t)
+    g_vel = jax.grad(loss)(theta, "velocity")
+    g_full = jax.grad(loss)(theta, "full")
+    assert not np.allclose(g_vel["precision"], g_full["precision"], rtol=1e-3)
+    with pytest.raises(ValueError, match="force_gradient"):
+        loss(theta, "exact")
 
 
 # -------------------------------------------------------------------------------------------

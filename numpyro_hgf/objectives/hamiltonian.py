@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 TIME_SAMPLING = ("uniform", "grid")
+FORCE_GRADIENTS = ("full", "velocity", "taylor")
 
 
 @register_module
@@ -169,12 +170,18 @@ def simulate_phase_space(
     return xs[k, rows], vs[k, rows], t
 
 
-def hsm_velocity_loss(velocity_fn: Callable, velocity_params, x_t, v_t, t) -> jax.Array:
+def hsm_velocity_loss(
+    velocity_fn: Callable, velocity_params, x_t, v_t, t, baseline=None
+) -> jax.Array:
     """``E [ ||V_phi(x_t, t)||^2 - 2 V_phi(x_t, t)^T v_t ]`` on simulated pairs (HSM loss).
 
-    ``velocity_fn(params, x, t) -> (batch, d)``; ``x_t, v_t: (batch, d)``; ``t: (batch,)``.
+    ``velocity_fn(params, x, t) -> (batch, d)``; ``x_t, v_t: (batch, d)``; ``t: (batch,)``;
+    ``baseline``: ``None`` or ``(batch, d)`` added to the prediction (the predictor is then
+    ``V = baseline + velocity_fn``).
     """
     pred = call_field("velocity", velocity_fn, velocity_params, x_t, t)
+    if baseline is not None:
+        pred = pred + baseline
     return jnp.mean(jnp.sum(pred**2 - 2.0 * pred * v_t, axis=-1))
 
 
@@ -190,17 +197,46 @@ def hamiltonian_score_matching(
     num_steps: int = 10,
     time_sampling: str = "uniform",
     antithetic: bool = False,
+    force_baseline: bool = False,
+    force_gradient: str = "full",
 ) -> jax.Array:
     """The HSM loss ``L_hsm(phi | theta)`` (Holderrieth et al. 2024, Sec. 4; seed 000).
 
-    ``L_hsm(phi | theta) = E_{z ~ pi_BG, t ~ U(0,T]} [ ||V_phi(x_t, t)||^2
-    - 2 V_phi(x_t, t)^T v_t ]`` with ``(x_t, v_t)`` from :func:`simulate_phase_space`.
+    ``L_hsm(phi | theta) = E_{z ~ pi_BG, t ~ U(0,T]} [ ||V(x_t, t)||^2
+    - 2 V(x_t, t)^T v_t ]`` with ``(x_t, v_t)`` from :func:`simulate_phase_space`.
 
     **Signs**: minimise this over the velocity params ``phi``; its negative at the optimal
     ``phi`` is the Hamiltonian score discrepancy ``D(theta) >= 0``, which the force params
     ``theta`` minimise -- i.e. ``theta`` *ascends* this value (``min_theta max_phi -L``).
     A loss for one optimiser over both players is this value with the ``theta`` gradient
     negated (:func:`numpyro_hgf.train.hsm_optimizer`).
+
+    **The velocity predictor** is ``V = V_phi(x, t)`` or, with ``force_baseline=True``,
+
+        V(x, t) = t F_theta(x) + V_phi(x, t)        (theta held fixed inside V)
+
+    -- the known part of the small-time form ``E[v_t | x_t] = t (F - grad log p_t) + O(t^2)``
+    (Tweedie: ``x_t ~ x0 + t v0`` is ``x0`` blurred at scale ``t``), so ``V_phi / t`` learns
+    ``-grad log p_t``, a target that does not move with ``theta``, instead of the residual
+    ``F_theta - grad log pi``, which does.  ``theta`` enters ``V`` through
+    ``stop_gradient``: the class of predictors is re-indexed, the game is unchanged.
+
+    **The force's gradient** (``force_gradient``; the value is ``L_hsm`` in every case):
+
+    * ``"full"``: the exact partial gradient through the simulated ``(x_t, v_t)`` with
+      ``phi`` fixed -- Danskin's gradient of ``D(theta)`` at ``phi = phi*``;
+    * ``"velocity"``: only through ``v_t`` (``x_t`` is held fixed in ``V``'s input).  The
+      dropped term ``2 E[(V - v_t)^T dV/dx dx_t/dtheta]`` vanishes with ``V* = 0`` at the
+      true score, so the fixed point is the same, and it carries most of the noise;
+    * ``"taylor"``: the gradient of the small-time form ``D(theta | t) = t^2 E||F -
+      grad log pi||^2 + O(t^3)`` (Proposition 2) with ``t (F - grad log pi)`` replaced by
+      the predictor ``V``:
+
+          dD/dtheta ~ 2 E[ t V(x_t, t)^T dF_theta(x_t)/dtheta ]                    (Eq. T)
+
+      -- ``F`` is pulled pointwise towards ``F - V / t`` at the simulated points, without
+      differentiating through the leapfrog (cheaper).  It vanishes iff ``V = 0`` wherever
+      the data go, so its fixed point is again ``F = grad log pi`` (Theorem 1).
 
     Args:
         force_fn: ``(params, x) -> (batch, d)``, the force (= score model) ``F_theta``;
@@ -213,7 +249,13 @@ def hamiltonian_score_matching(
         step_size, num_steps: leapfrog step ``> 0`` and count; ``T = num_steps * step_size``.
         time_sampling: ``"uniform"`` or ``"grid"`` (see :func:`simulate_phase_space`).
         antithetic: simulate ``+-v0`` pairs (see :func:`simulate_phase_space`).
+        force_baseline: add ``t F_theta(x_t)`` (fixed) to the predictor.
+        force_gradient: ``"full"``, ``"velocity"`` or ``"taylor"`` (above).
+
+    Returns:
+        The scalar ``L_hsm``.
     """
+    check_choice("force_gradient", force_gradient, FORCE_GRADIENTS)
     x_t, v_t, t = simulate_phase_space(
         force_fn,
         params,
@@ -224,4 +266,19 @@ def hamiltonian_score_matching(
         time_sampling=time_sampling,
         antithetic=antithetic,
     )
-    return hsm_velocity_loss(velocity_fn, velocity_params, x_t, v_t, t)
+    if force_gradient != "full":
+        x_t = jax.lax.stop_gradient(x_t)
+    if force_gradient == "taylor":
+        v_t = jax.lax.stop_gradient(v_t)
+    baseline = None
+    if force_baseline:  # theta fixed inside V; V still depends on its input x_t
+        baseline = t[:, None] * call_field("force", force_fn, jax.lax.stop_gradient(params), x_t)
+    loss = hsm_velocity_loss(velocity_fn, velocity_params, x_t, v_t, t, baseline)
+    if force_gradient == "taylor":
+        force = call_field("force", force_fn, params, x_t)
+        fixed = jax.lax.stop_gradient(force)
+        pred = call_field("velocity", velocity_fn, velocity_params, x_t, t)
+        pred = jax.lax.stop_gradient(pred if baseline is None else pred + baseline)
+        # value 0; theta-gradient -2 E[t V^T dF(x_t)/dtheta] (Eq. T; theta ascends L)
+        loss = loss - 2.0 * jnp.mean(jnp.sum(t[:, None] * pred * (force - fixed), axis=-1))
+    return loss

@@ -402,6 +402,8 @@ def fit_hsm(
     num_steps: int = 5,
     time_sampling: str = "uniform",
     antithetic: bool = False,
+    force_baseline: bool = True,
+    force_gradient: str = "taylor",
     steps: int = 2_000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
@@ -444,6 +446,15 @@ def fit_hsm(
             and with the dimension.
         antithetic: simulate ``+-v0`` pairs (twice the simulation cost; on the ring
             benchmark it did not change the learned score).
+        force_baseline, force_gradient: the predictor ``V = t F_theta + V_phi`` and the
+            force's gradient (see
+            :func:`~numpyro_hgf.objectives.hamiltonian_score_matching`).  The defaults,
+            the baseline and the small-time (``"taylor"``) gradient, learn a better score
+            than the paper's plain predictor with the exact gradient through the leapfrog
+            (``force_baseline=False, force_gradient="full"``): on the benchmark
+            (``docs/benchmarks.md``) the plain form left the force far behind a velocity
+            player that had already found the score, and the ``"taylor"`` gradient does not
+            back-propagate through the simulation (about half the time).
         steps, batch_size: optimizer steps and minibatch size.
         learning_rate, velocity_learning_rate: Adam (cosine decay) for the force and the
             velocity (default ``5 * learning_rate``: the velocity player, whose best
@@ -493,6 +504,8 @@ def fit_hsm(
         num_steps=num_steps,
         time_sampling=time_sampling,
         antithetic=bool(antithetic),
+        force_baseline=bool(force_baseline),
+        force_gradient=force_gradient,
     )
 
     def loss_fn(p, batch, k):
