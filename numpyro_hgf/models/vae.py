@@ -274,6 +274,7 @@ def fit(
     batch_size: int = 128,
     learning_rate: float = 2e-3,
     weight_decay: float = 0.0,
+    particles: int = 1,
     validation=None,
     validate_every: int = 500,
     patience: int | None = None,
@@ -293,18 +294,23 @@ def fit(
         steps, batch_size, learning_rate: Adam (AdamW with ``weight_decay > 0``) with a cosine
             decay of the learning rate over ``steps``; minibatches of ``batch_size``.
         weight_decay: decoupled weight decay of AdamW (0: plain Adam).
+        particles: ``1`` maximises the ELBO (``Trace_ELBO``); ``k > 1`` the IWAE-``k`` bound
+            (``RenyiELBO(alpha=0, num_particles=k)``, Burda et al. 2016, eq. 8), ``k`` times the
+            cost per step.
         validation: ``(m, D)`` held-out rows (split off the *training* data) or ``None``.
-            Every ``validate_every`` steps the ELBO on them (10 draws per row, the same draws
-            every time) is evaluated and the params with the best validation ELBO are returned
+            Every ``validate_every`` steps the training bound on them (the ELBO averaged over
+            10 draws per row, or IWAE-``particles``; the same draws every time) is evaluated
+            and the params with the best validation bound are returned
             (best-checkpoint selection); with ``patience`` the fit also stops after that many
             validations without improvement.  The history is ``svi_fit.result.validation``
-            (``(step, -mean ELBO)`` pairs).
+            (``(step, -mean bound)`` pairs).
         key: ``jax.random`` key.
         progress: show the trainer's progress bar (``None``: the package default).
 
     Returns ``(vae, svi_fit)``.
     """
     import optax
+    from numpyro.infer import RenyiELBO
 
     from numpyro_hgf.models.svi import fit_svi
 
@@ -313,6 +319,7 @@ def fit(
     latent_dim = check_positive_int("latent_dim", latent_dim)
     hidden = check_hidden_sizes("hidden", hidden)
     x = _check_data("x", x, likelihood, num_levels)
+    particles = check_positive_int("particles", particles)
     kwargs = {
         "latent_dim": latent_dim,
         "likelihood": likelihood,
@@ -339,7 +346,10 @@ def fit(
         val_key = jax.random.fold_in(key, 0x7A1)
 
         def validation_fn(params):
-            return -float(jnp.mean(_elbo(template, params, validation, 10, val_key)))
+            if particles == 1:
+                return -float(jnp.mean(_elbo(template, params, validation, 10, val_key)))
+            bound = _iwae(template, params, validation, particles, particles, val_key)
+            return -float(jnp.mean(bound))
 
         if patience is None:  # best-checkpoint selection without stopping early
             patience = steps // validate_every + 1
@@ -350,6 +360,7 @@ def fit(
         steps=steps,
         key=key,
         optimizer=optimizer,
+        elbo=None if particles == 1 else RenyiELBO(alpha=0.0, num_particles=particles),
         batch_size=min(batch_size, x.shape[0]),
         model_kwargs=kwargs,
         progress=progress,
