@@ -5,7 +5,7 @@ images), uniformly dequantized to ``[0, 1)``; bits/dim with
 ``nh.metrics.bits_per_dim(lp, 64, num_levels=17)``.
 
 * The VAE (default ``--likelihood categorical``) has the decoder likelihood
-  ``nh.models.vae.DequantizedCategorical``: 17 logits per pixel, the piecewise-constant density
+  ``nh.distributions.DequantizedCategorical``: 17 logits per pixel, the piecewise-constant density
   ``p(x | z) = prod_d 17 softmax(logits_d(z))[floor(17 x_d)]`` on the dequantized data, so its
   ELBO / IWAE bounds are bounds on the discrete log-likelihood (``lp - 64 log 17``), like the
   mixture of categoricals.  ``--likelihood gaussian`` is the Gaussian decoder.

@@ -16,7 +16,7 @@ from scipy import stats
 
 import numpyro_hgf as nh
 from numpyro_hgf.models import vae
-from numpyro_hgf.models.vae import DequantizedCategorical
+from numpyro_hgf.distributions import DequantizedCategorical
 
 
 def test_log_prob_hand_computed_and_batching():

@@ -17,3 +17,6 @@ __all__ = [
 from numpyro_hgf.distributions.diffusion import DiffusionPrior  # noqa: E402
 
 __all__ += ["DiffusionPrior"]
+from numpyro_hgf.distributions.dequantized import DequantizedCategorical  # noqa: E402
+
+__all__ += ["DequantizedCategorical"]
