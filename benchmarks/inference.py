@@ -24,7 +24,9 @@ compile-warming run with the same shapes):
 * ``us/grad``: wall time of a whole call (warmup + sampling) divided by all of its gradient
   evaluations (warmup + sampling, all chains); ``ff_hmc`` / ``blackjax_hmc`` time the sampling
   phase only (no warmup of their own);
-* the ratio of ``us/grad`` to raw BlackJAX (NUTS rows) or ``blackjax.hmc`` (HMC rows).
+* the ratio of ``us/grad`` to raw BlackJAX (NUTS rows) or ``blackjax.hmc`` (HMC rows), taken
+  within each repeat (the samplers of a repeat run back to back) and reported as the median
+  and range over repeats.
 
 Fixed overhead per call: a second call with the same shapes and ``num_warmup = num_samples =
 --tiny`` (compiled code reused), for ``run_nuts``, for ``MCMC.run`` on the same ``MCMC``
@@ -379,12 +381,26 @@ def bench_target(name, args):
             continue
         rows[sampler]["L"] = rs[0]["L"]
         rows[sampler]["acceptance"] = float(np.median([r["acceptance"] for r in rs]))
-    for sampler in ("run_nuts", "numpyro", "blackjax"):
-        rows[sampler]["ratio"] = rows[sampler]["us_per_grad"] / rows["blackjax"]["us_per_grad"]
-    for sampler in ("ff_hmc", "blackjax_hmc"):
-        rows[sampler]["ratio"] = rows[sampler]["us_per_grad"] / rows["blackjax_hmc"]["us_per_grad"]
+
+    def us_per_grad(r):
+        return r.get("compute", r["wall"]) / r["grads_total"]
+
+    # paired ratios: each repeat runs every sampler back to back, so the ratio within a
+    # repeat cancels slow drifts of a shared machine; the median over repeats is reported
+    for peer, samplers in (
+        ("blackjax", ("run_nuts", "numpyro", "blackjax")),
+        ("blackjax_hmc", ("ff_hmc", "blackjax_hmc")),
+    ):
+        for sampler in samplers:
+            ratios = [
+                us_per_grad(a) / us_per_grad(b)
+                for a, b in zip(runs[sampler], runs[peer], strict=True)
+            ]
+            rows[sampler]["ratio"] = float(np.median(ratios))
+            rows[sampler]["ratio_range"] = (float(np.min(ratios)), float(np.max(ratios)))
     for sampler, row in rows.items():
-        print(f"  {sampler:13s} " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
+        shown = {k: v for k, v in row.items() if not isinstance(v, tuple)}
+        print(f"  {sampler:13s} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()), flush=True)
     return rows
 
 
@@ -396,7 +412,7 @@ def table(results, overhead, args):
         f"blackjax {blackjax.__version__}.",
         "",
         "| target | sampler | grad/ESS(x^2) median coord | worst coord | us/grad | "
-        "ratio to peer | wall s |",
+        "ratio to peer (range) | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
     names = {
@@ -412,7 +428,8 @@ def table(results, overhead, args):
             lines.append(
                 f"| {target} | {label} | {row['grad_per_ess_median']:.1f} | "
                 f"{row['grad_per_ess_worst']:.1f} | {row['us_per_grad']:.2f} | "
-                f"{row['ratio']:.2f} | {row['wall']:.2f} |"
+                f"{row['ratio']:.2f} ({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f}) | "
+                f"{row['wall']:.2f} |"
             )
     lines += [
         "",

@@ -21,6 +21,7 @@ passed as data, so a second call with new data of the same shapes does not recom
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -145,8 +146,10 @@ def _stan_adaptation(is_diagonal: bool, target_accept: float):
     return init, update
 
 
+@functools.lru_cache(maxsize=64)
 def _schedule(num_warmup: int, total: int, adapt: bool):
-    """Per-step ``(stage, window_end, last, adapting)`` arrays of length ``total``."""
+    """Per-step ``(stage, window_end, last, adapting)`` arrays of length ``total`` (cached:
+    ``build_schedule`` builds a Python list, milliseconds per call at 500 steps)."""
     from blackjax.adaptation.window_adaptation import build_schedule
 
     stage = np.zeros(total, np.int32)
@@ -159,6 +162,8 @@ def _schedule(num_warmup: int, total: int, adapt: bool):
         window_end[:num_warmup] = sched[:, 1].astype(bool)
         last[num_warmup - 1] = True
         adapting[:num_warmup] = True
+    for a in (stage, window_end, last, adapting):
+        a.flags.writeable = False  # shared by every call with the same lengths
     return stage, window_end, last, adapting
 
 
@@ -223,8 +228,7 @@ def _build_functions(mp, rebuild, spec: dict):
         adapt = jax.vmap(lambda _: adapt_init(step_size, inverse_mass_matrix))(pe)
         return params, (states, adapt), is_valid
 
-    @jax.jit
-    def warmup_chunk(carry, xs, dyn):
+    def warmup_loop(carry, xs, dyn):
         """Adaptation steps: ``xs = (keys (length, chains), schedule)``; returns the new
         carry and the leapfrog steps per step and chain."""
         args, kwargs, _, kernel = targets(dyn)
@@ -250,18 +254,19 @@ def _build_functions(mp, rebuild, spec: dict):
 
         return jax.lax.scan(step, carry, xs)
 
-    @jax.jit
-    def sample_chunk(carry, keys, dyn):
+    def sample_loop(carry, keys, dyn):
         """Steps with the adapted step size and mass matrix (no adaptation work in the
         loop): ``keys (length, chains)``; returns the carry and ``(draws, stats)``."""
         args, kwargs, _, kernel = targets(dyn)
 
-        def one_chain(key, state, adapt):
-            new, info = kernel(key, state, adapt.step_size, adapt.inverse_mass_matrix)
+        states, adapt = carry
+
+        def one_chain(key, state, step_size, inverse_mass_matrix):
+            new, info = kernel(key, state, step_size, inverse_mass_matrix)
             stats = {
                 "diverging": info.is_divergent,
                 "acceptance_rate": info.acceptance_rate,
-                "step_size": adapt.step_size,
+                "step_size": step_size,
                 "n_steps": info.num_integration_steps,
                 "energy": info.energy,
                 "lp": new.logdensity,
@@ -272,18 +277,23 @@ def _build_functions(mp, rebuild, spec: dict):
                 stats["is_adjusted"] = info.is_adjusted
             return new, (new.position, stats)
 
-        def step(carry, keys):
-            states, adapt = carry
-            new, out = jax.vmap(one_chain)(keys, states, adapt)
-            return (new, adapt), out
+        def step(states, keys):  # step size and mass matrix are loop constants
+            return jax.vmap(one_chain)(keys, states, adapt.step_size, adapt.inverse_mass_matrix)
 
-        carry, (positions, stats) = jax.lax.scan(step, carry, keys)
+        states, (positions, stats) = jax.lax.scan(step, states, keys)
         # constrained values and deterministic sites, batched over (draw, chain) after the
         # loop rather than replayed inside every transition
         draws = jax.vmap(jax.vmap(lambda q: mp.postprocess(unravel(q), args, kwargs)))(positions)
-        return carry, (draws, stats)
+        return (states, adapt), (draws, stats)
 
-    return init, warmup_chunk, sample_chunk
+    @jax.jit
+    def whole_run(carry, warmup_xs, sample_keys, dyn):
+        """Warmup then sampling in one program: one dispatch, no host round trip."""
+        carry, n_steps = warmup_loop(carry, warmup_xs, dyn)
+        carry, out = sample_loop(carry, sample_keys, dyn)
+        return carry, n_steps, out
+
+    return init, jax.jit(warmup_loop), jax.jit(sample_loop), whole_run
 
 
 def _functions(model, mp, rebuild, signature, spec):
@@ -370,7 +380,7 @@ def _run(
         "adjusted": bool(adjusted),
         "init_strategy": init_strategy,
     }
-    init_fn, warmup_fn, sample_fn = _functions(
+    init_fn, warmup_fn, sample_fn, whole_fn = _functions(
         model, mp, rebuild, signature, dict(spec, forces=forces)
     )
 
@@ -396,10 +406,10 @@ def _run(
     total = num_warmup + num_samples
     show = progress_enabled(progress)
     # with a progress bar, both phases run in chunks of one length (about a tenth of the
-    # run; one compiled program per phase); without one, each phase is a single call
+    # run; one compiled program per phase); without one, warmup and sampling are one call
     length = math.ceil(total / min(10, total)) if show else None
     key_warmup, key_sample = jax.random.split(key_run)
-    warmup_steps = 0  # leapfrog steps (gradient evaluations) before the kept draws
+    warmup_counts = []  # leapfrog steps (gradient evaluations) before the kept draws
     draws, stats = [], []
     with tqdm(
         total=total,
@@ -408,7 +418,15 @@ def _run(
         leave=False,
         dynamic_ncols=True,
     ) as bar:
-        if num_warmup:
+        if num_warmup and adapt and not show:  # the common case: a single dispatch
+            keys = jax.random.split(key_warmup, (num_warmup, num_chains))
+            schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, num_warmup, adapt))
+            sample_keys = jax.random.split(key_sample, (num_samples, num_chains))
+            carry, n_steps, (d, s) = whole_fn(carry, (keys, schedule), sample_keys, dynamic)
+            warmup_counts.append(n_steps)
+            draws.append(d)
+            stats.append(s)
+        elif num_warmup:
             size = length or num_warmup
             padded = math.ceil(num_warmup / size) * size  # padding steps do not adapt
             keys = jax.random.split(key_warmup, (padded, num_chains))
@@ -422,22 +440,24 @@ def _run(
                 else:  # fixed step size: warmup is burn-in
                     carry, (_, s) = sample_fn(carry, keys[sl], dynamic)
                     n_steps = s["n_steps"]
-                warmup_steps += int(np.sum(np.asarray(n_steps, np.int64)))
+                warmup_counts.append(n_steps)  # summed after sampling: no host sync here
                 bar.update(min(size, num_warmup - start))
-        size = length or num_samples
-        padded = math.ceil(num_samples / size) * size
-        keys = jax.random.split(key_sample, (padded, num_chains))
-        for start in range(0, padded, size):
-            carry, (d, s) = sample_fn(carry, keys[start : start + size], dynamic)
-            draws.append(d)
-            stats.append(s)
-            bar.update(min(size, num_samples - start))
+        if not draws:
+            size = length or num_samples
+            padded = math.ceil(num_samples / size) * size
+            keys = jax.random.split(key_sample, (padded, num_chains))
+            for start in range(0, padded, size):
+                carry, (d, s) = sample_fn(carry, keys[start : start + size], dynamic)
+                draws.append(d)
+                stats.append(s)
+                bar.update(min(size, num_samples - start))
 
     def stack(parts):
         # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
         out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:num_samples], *parts)
         return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
 
+    warmup_steps = sum(int(np.sum(np.asarray(n, np.int64))) for n in warmup_counts)
     posterior = stack(draws)
     sample_stats = stack(stats)
     attrs = {
