@@ -6,7 +6,11 @@ For each target the same posterior is sampled by
 * ``numpyro``       -- ``numpyro.infer.MCMC(NUTS(model), chain_method="vectorized")``;
 * ``blackjax``      -- raw BlackJAX written by hand on the exact log density:
   ``jax.vmap`` over chains of ``blackjax.window_adaptation(blackjax.nuts, ...)`` followed by
-  ``blackjax.nuts`` steps in a ``lax.scan``, all in one ``jax.jit``;
+  ``blackjax.nuts`` steps in a ``lax.scan``, all in one ``jax.jit``, keeping per draw what
+  ``run_nuts`` returns in ``sample_stats`` (divergence, acceptance rate, leapfrog steps,
+  energy, log density, tree depth) -- the peer of the ratios;
+* ``blackjax_min``  -- the same loop keeping only positions and leapfrog steps (less than any
+  usable diagnostics; shown so the cost of the diagnostics themselves is visible);
 * ``ff_hmc``        -- :func:`numpyro_hgf.infer.force_field_hmc` with the force
   ``jax.grad(log p)`` and the Metropolis step, using the step size and mass matrix that the
   raw BlackJAX warmup adapted, ``L`` = the median number of NUTS leapfrog steps per draw;
@@ -217,8 +221,11 @@ def run_numpyro(name, key, warmup, samples, chains, fixed):
 _RAW = {}
 
 
-def raw_blackjax_fn(name, warmup, samples, chains):
-    cache_key = (name, warmup, samples, chains)
+def raw_blackjax_fn(name, warmup, samples, chains, diagnostics=True):
+    """Raw BlackJAX NUTS; ``diagnostics``: collect per draw what ``run_nuts`` returns
+    (divergence, acceptance, leapfrog steps, energy, log density, tree depth), else only the
+    position and the leapfrog steps (the least any loop can keep)."""
+    cache_key = (name, warmup, samples, chains, diagnostics)
     if cache_key in _RAW:
         return _RAW[cache_key]
     _, logdensity, dim, _, to_stat = TARGETS[name]
@@ -234,23 +241,33 @@ def raw_blackjax_fn(name, warmup, samples, chains):
 
         def body(s, k):
             s, i = step(k, s)
-            return s, (s.position, i.num_integration_steps)
+            if not diagnostics:
+                return s, (s.position, i.num_integration_steps, None)
+            stats = {
+                "diverging": i.is_divergent,
+                "acceptance_rate": i.acceptance_rate,
+                "energy": i.energy,
+                "lp": s.logdensity,
+                "tree_depth": i.num_trajectory_expansions,
+            }
+            return s, (s.position, i.num_integration_steps, stats)
 
-        _, (xs, n) = jax.lax.scan(body, state, jax.random.split(k_run, samples))
+        _, (xs, n, stats) = jax.lax.scan(body, state, jax.random.split(k_run, samples))
         warm = jnp.sum(info.info.num_integration_steps)
-        return to_stat(xs), n, warm, params["step_size"], params["inverse_mass_matrix"], state
+        adapted = (params["step_size"], params["inverse_mass_matrix"], state)
+        return to_stat(xs), n, warm, adapted, stats  # returned, so XLA keeps computing them
 
     fn = jax.jit(lambda key: jax.vmap(one_chain)(jax.random.split(key, chains)))
     _RAW[cache_key] = fn
     return fn
 
 
-def run_blackjax(name, key, warmup, samples, chains):
-    fn = raw_blackjax_fn(name, warmup, samples, chains)
+def run_blackjax(name, key, warmup, samples, chains, diagnostics=True):
+    fn = raw_blackjax_fn(name, warmup, samples, chains, diagnostics)
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn(key))
     wall = time.perf_counter() - t0
-    xs, n, warm, step, imm, state = out
+    xs, n, warm, (step, imm, state), _ = out
     return {
         "wall": wall,
         "grads_sampling": int(np.asarray(n).sum()),
@@ -341,12 +358,15 @@ def fixed_overhead(name, tiny, chains, repeats):
 # -- driver ---------------------------------------------------------------------------------
 def bench_target(name, args):
     print(f"[{name}]", flush=True)
-    runs = {k: [] for k in ("run_nuts", "numpyro", "blackjax", "ff_hmc", "blackjax_hmc")}
+    runs = {
+        k: [] for k in ("run_nuts", "numpyro", "blackjax", "blackjax_min", "ff_hmc", "blackjax_hmc")
+    }
     w, n, c = args.warmup, args.samples, args.chains
     # compile-warming calls with the same shapes
     run_ours(name, jax.random.key(999), w, n, c)
     fixed = numpyro_fixed(name, args.tiny, c)
     warm_bj = run_blackjax(name, jax.random.key(999), w, n, c)
+    run_blackjax(name, jax.random.key(999), w, n, c, diagnostics=False)
     for which in ("ff_hmc", "blackjax_hmc"):
         run_static_hmc(which, name, jax.random.key(999), warm_bj["adapted"], n)
     for r in range(args.repeats):
@@ -355,6 +375,7 @@ def bench_target(name, args):
         runs["numpyro"].append(run_numpyro(name, key, w, n, c, fixed))
         bj = run_blackjax(name, key, w, n, c)
         runs["blackjax"].append(bj)
+        runs["blackjax_min"].append(run_blackjax(name, key, w, n, c, diagnostics=False))
         for which in ("ff_hmc", "blackjax_hmc"):
             runs[which].append(run_static_hmc(which, name, key, bj["adapted"], n))
     rows = {}
@@ -388,7 +409,7 @@ def bench_target(name, args):
     # paired ratios: each repeat runs every sampler back to back, so the ratio within a
     # repeat cancels slow drifts of a shared machine; the median over repeats is reported
     for peer, samplers in (
-        ("blackjax", ("run_nuts", "numpyro", "blackjax")),
+        ("blackjax", ("run_nuts", "numpyro", "blackjax", "blackjax_min")),
         ("blackjax_hmc", ("ff_hmc", "blackjax_hmc")),
     ):
         for sampler in samplers:
@@ -418,7 +439,8 @@ def table(results, overhead, args):
     names = {
         "run_nuts": "`run_nuts`",
         "numpyro": "NumPyro `MCMC(NUTS)`",
-        "blackjax": "raw BlackJAX NUTS",
+        "blackjax": "raw BlackJAX NUTS (same diagnostics as `run_nuts`)",
+        "blackjax_min": "raw BlackJAX NUTS (positions and step counts only)",
         "ff_hmc": "`force_field_hmc` (F = grad log p, L = {L})",
         "blackjax_hmc": "`blackjax.hmc` (L = {L})",
     }
