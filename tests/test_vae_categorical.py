@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 
 import numpyro_hgf as nh
-from numpyro_hgf.models import vae
 from numpyro_hgf.distributions import DequantizedCategorical
+from numpyro_hgf.models import vae
 
 
 def test_log_prob_hand_computed_and_batching():
