@@ -21,11 +21,9 @@ passed as data, so a second call with new data of the same shapes does not recom
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +33,9 @@ from numpyro.infer.initialization import init_to_uniform
 from tqdm.auto import tqdm
 
 from numpyro_hgf._checks import check_positive_float, check_positive_int
+from numpyro_hgf.infer import adaptation
 from numpyro_hgf.infer import force_field as ff
+from numpyro_hgf.infer.inference_data import inference_data
 from numpyro_hgf.infer.potential import diagnose_initial_point, model_potential
 from numpyro_hgf.train.trainer import progress_enabled
 
@@ -80,102 +80,18 @@ def _check_counts(num_warmup, num_samples, num_chains):
     return int(num_warmup), int(num_samples), int(num_chains)
 
 
-# -- Stan's windowed adaptation from BlackJAX's pieces, one step at a time -------------------
-class _AdaptState(NamedTuple):
-    ss: tuple  # dual averaging state
-    mm: tuple  # Welford mass-matrix state
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-
-
-def _as_dtype(tree, dtype):
-    """Floating leaves to ``dtype``, integer leaves to int32 arrays (a stable scan carry)."""
-
-    def one(a):
-        a = jnp.asarray(a)
-        return a.astype(dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.int32)
-
-    return jax.tree.map(one, tree)
-
-
-def _stan_adaptation(is_diagonal: bool, target_accept: float):
-    """``(init, update)`` of Stan's warmup (fast / slow windows) built from BlackJAX's
-    ``dual_averaging_adaptation`` and ``mass_matrix_adaptation``, stepped by the schedule of
-    ``blackjax.adaptation.window_adaptation.build_schedule``, one step at a time, so that
-    the warmup runs in chunks under the progress bar (``blackjax.window_adaptation.run`` is
-    one opaque call)."""
-    from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
-    from blackjax.adaptation.step_size import dual_averaging_adaptation
-
-    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal)
-    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
-
-    def init(step_size, inverse_mass_matrix):
-        dim = inverse_mass_matrix.shape[0]
-        mm = mm_init(dim, inverse_mass_matrix)
-        dtype = inverse_mass_matrix.dtype
-        return _AdaptState(
-            _as_dtype(da_init(step_size), dtype),
-            _as_dtype(mm, dtype),
-            step_size,
-            inverse_mass_matrix,
-        )
-
-    def update(state: _AdaptState, stage, window_end, last, position, acceptance_rate):
-        dtype = state.step_size.dtype
-        ss = da_update(state.ss, acceptance_rate)
-        mm = jax.lax.cond(stage == 1, lambda: mm_update(state.mm, position), lambda: state.mm)
-
-        def end_window(ss, mm):
-            mm = mm_final(mm)
-            ss = da_init(da_final(ss))
-            return ss, mm, jnp.exp(ss.log_step_size), mm.inverse_mass_matrix
-
-        def keep(ss, mm):
-            return ss, mm, jnp.exp(ss.log_step_size), state.inverse_mass_matrix
-
-        ss, mm, step, imm = jax.lax.cond(window_end, end_window, keep, ss, mm)
-        step = jnp.where(last, da_final(ss), step)
-        cast = lambda tree, like: jax.tree.map(  # noqa: E731
-            lambda a, b: jnp.asarray(a).astype(b.dtype), tree, like
-        )
-        return _AdaptState(
-            cast(ss, state.ss), cast(mm, state.mm), step.astype(dtype), imm.astype(dtype)
-        )
-
-    return init, update
-
-
-@functools.lru_cache(maxsize=64)
-def _schedule(num_warmup: int, total: int, adapt: bool):
-    """Per-step ``(stage, window_end, last, adapting)`` arrays of length ``total`` (cached:
-    ``build_schedule`` builds a Python list, milliseconds per call at 500 steps)."""
-    from blackjax.adaptation.window_adaptation import build_schedule
-
-    stage = np.zeros(total, np.int32)
-    window_end = np.zeros(total, bool)
-    last = np.zeros(total, bool)
-    adapting = np.zeros(total, bool)
-    if adapt and num_warmup:
-        sched = np.asarray(build_schedule(num_warmup))
-        stage[:num_warmup] = sched[:, 0]
-        window_end[:num_warmup] = sched[:, 1].astype(bool)
-        last[num_warmup - 1] = True
-        adapting[:num_warmup] = True
-    for a in (stage, window_end, last, adapting):
-        a.flags.writeable = False  # shared by every call with the same lengths
-    return stage, window_end, last, adapting
-
-
 # -- the compiled pieces -------------------------------------------------------------------
 def _build_functions(mp, rebuild, spec: dict):
-    """Jitted ``init(keys, dyn)`` and ``chunk(carry, xs, dyn)`` for one model and spec."""
+    """Jitted ``init``, warmup and sampling loops, and both in one program, for one model
+    and spec."""
     import blackjax
 
     kind = spec["kind"]
     forces = spec["forces"]
     adjusted = spec["adjusted"]
-    adapt_init, adapt_update = _stan_adaptation(not spec["dense_mass"], spec["target_accept"])
+    adapt_init, adapt_update = adaptation.stan_adaptation(
+        not spec["dense_mass"], spec["target_accept"]
+    )
 
     # Chains move on the flat unconstrained vector (the mass matrix's coordinates): a dict
     # of sites would be ravelled and unravelled by BlackJAX in every leapfrog step.
@@ -301,17 +217,13 @@ def _functions(model, mp, rebuild, signature, spec):
         return _build_functions(mp, rebuild, spec)
     cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
     try:
-        hit = _CACHE.pop(cache_key)
-    except (KeyError, TypeError):
-        hit = None
-    if hit is None:
-        hit = _build_functions(mp, rebuild, spec)
-    try:
-        _CACHE[cache_key] = hit
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        hash(cache_key)
     except TypeError:  # an unhashable model argument: use the functions without caching
-        pass
+        return _build_functions(mp, rebuild, spec)
+    hit = _CACHE.pop(cache_key, None) or _build_functions(mp, rebuild, spec)
+    _CACHE[cache_key] = hit  # most recently used last
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return hit
 
 
@@ -420,7 +332,9 @@ def _run(
     ) as bar:
         if num_warmup and adapt and not show:  # the common case: a single dispatch
             keys = jax.random.split(key_warmup, (num_warmup, num_chains))
-            schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, num_warmup, adapt))
+            schedule = tuple(
+                jnp.asarray(a) for a in adaptation.schedule(num_warmup, num_warmup, adapt)
+            )
             sample_keys = jax.random.split(key_sample, (num_samples, num_chains))
             carry, n_steps, (d, s) = whole_fn(carry, (keys, schedule), sample_keys, dynamic)
             warmup_counts.append(n_steps)
@@ -430,7 +344,7 @@ def _run(
             size = length or num_warmup
             padded = math.ceil(num_warmup / size) * size  # padding steps do not adapt
             keys = jax.random.split(key_warmup, (padded, num_chains))
-            schedule = tuple(jnp.asarray(a) for a in _schedule(num_warmup, padded, adapt))
+            schedule = tuple(jnp.asarray(a) for a in adaptation.schedule(num_warmup, padded, adapt))
             for start in range(0, padded, size):
                 sl = slice(start, start + size)
                 if adapt:
@@ -469,40 +383,9 @@ def _run(
     }
     if forces:
         attrs["force_sites"] = ",".join(sorted(forces))
-    return _inference_data(
+    return inference_data(
         posterior, sample_stats, {k: np.asarray(v) for k, v in mp.observed.items()}, attrs
     )
-
-
-def _dataset(values: dict, attrs: dict, draws: bool):
-    """An ``xarray.Dataset`` laid out as ``arviz.from_dict`` lays it out: dimensions
-    ``(chain, draw, {name}_dim_0, ...)``, each with the integer coordinate ``0 .. size-1``."""
-    import xarray as xr
-
-    lead = ("chain", "draw") if draws else ()
-    data_vars, coords = {}, {}
-    for name, a in values.items():
-        dims = lead + tuple(f"{name}_dim_{i}" for i in range(a.ndim - len(lead)))
-        data_vars[name] = (dims, a)
-        coords.update({dim: np.arange(size) for dim, size in zip(dims, a.shape, strict=True)})
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-def _inference_data(posterior: dict, sample_stats: dict, observed: dict, attrs: dict):
-    """``arviz.InferenceData`` built from ``xarray`` datasets directly: the same groups,
-    names and attributes as ``arviz.from_dict``, without its per-variable copies and
-    alignments (several milliseconds per call, a fixed cost paid on every run)."""
-    import arviz as az
-    from arviz.data.base import make_attrs
-
-    attrs = make_attrs(attrs)
-    groups = {
-        "posterior": _dataset(posterior, attrs, draws=True),
-        "sample_stats": _dataset(sample_stats, attrs, draws=True),
-    }
-    if observed:
-        groups["observed_data"] = _dataset(observed, attrs, draws=False)
-    return az.InferenceData(attrs=attrs, **groups)
 
 
 def run_nuts(

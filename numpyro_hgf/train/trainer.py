@@ -1,12 +1,10 @@
 """The one trainer core that every objective-specific trainer uses.
 
-Pure pieces first, in the optax style:
-
-* :func:`init_train_state` builds a :class:`TrainState` (step, params, optimizer state,
-  EMA params, key);
-* :func:`build_dispatch` returns a pure function that runs ``steps_per_dispatch``
-  optimizer steps inside one ``lax.scan`` (one device dispatch), drawing minibatches
-  from device arrays, guarding every step against a non-finite loss.
+The pure pieces, in the optax style, live in :mod:`numpyro_hgf.train.dispatch` (and are
+re-exported here): :func:`init_train_state` builds a :class:`TrainState` (step, params,
+optimizer state, EMA params, key); :func:`build_dispatch` returns a pure function that runs
+``steps_per_dispatch`` optimizer steps inside one ``lax.scan`` (one device dispatch), drawing
+minibatches from device arrays, guarding every step against a non-finite loss.
 
 :class:`Trainer` drives them from the host: it jits the dispatch once, shows a progress
 bar that can be silenced, records the loss history, calls a validation hook with early
@@ -46,7 +44,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -56,6 +54,13 @@ import optax
 from tqdm.auto import tqdm
 
 from numpyro_hgf._checks import check_choice, check_finite, check_positive_int
+from numpyro_hgf.train.dispatch import (
+    LossFn,
+    TrainState,
+    build_dispatch,
+    data_parallel_mesh,
+    init_train_state,
+)
 
 __all__ = [
     "TrainState",
@@ -70,20 +75,6 @@ __all__ = [
 
 logger = logging.getLogger("numpyro_hgf.train")
 PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
-
-LossFn = Callable[[Any, Any, jax.Array], jax.Array]
-
-
-class TrainState(NamedTuple):
-    """State carried between steps (a pytree; ``ema_params`` is ``None`` without EMA,
-    ``aux`` is ``None`` unless the loss carries auxiliary state)."""
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    ema_params: Any
-    key: jax.Array
-    aux: Any = None
 
 
 class TrainResult(NamedTuple):
@@ -139,143 +130,6 @@ def _num_examples(data) -> int:
             f"{sorted(sizes)}"
         )
     return sizes.pop()
-
-
-def init_train_state(
-    params, optimizer: optax.GradientTransformation, key, ema: bool = False, aux=None
-):
-    """Fresh :class:`TrainState` at step 0."""
-    ema_params = jax.tree.map(jnp.asarray, params) if ema else None
-    return TrainState(
-        jnp.zeros((), jnp.int32), params, optimizer.init(params), ema_params, key, aux
-    )
-
-
-def build_dispatch(
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    *,
-    batch_size: int,
-    steps_per_dispatch: int,
-    ema_decay: float | None = None,
-    has_aux: bool = False,
-    compute_dtype=None,
-    batch_sharding=None,
-    state_sharding=None,
-):
-    """Pure ``dispatch(state, data, num_active) -> (state, losses, first_bad)``.
-
-    Runs ``steps_per_dispatch`` steps in one ``lax.scan``.  Step ``i`` of the scan is a
-    no-op unless ``i < num_active`` (so the last, shorter chunk reuses the same compiled
-    function).  Each step draws ``batch_size`` examples with replacement from ``data``
-    (device arrays, leading axis = examples), evaluates ``loss_fn``, and applies the
-    optax update.  A non-finite loss leaves the state unchanged, freezes the rest of
-    the dispatch, and its index comes back in ``first_bad`` (``-1`` if none).
-
-    ``compute_dtype`` (e.g. ``jnp.bfloat16``): evaluate the loss on casts of the floating
-    params and batch (mixed precision; gradients and the update stay in the params' dtype).
-    ``batch_sharding`` / ``state_sharding``: ``jax.sharding`` constraints for the minibatch
-    (data parallel: sharded along the example axis) and the state (replicated).
-    """
-    if compute_dtype is not None:
-        inner = loss_fn
-
-        def cast(tree):
-            return jax.tree.map(
-                lambda a: (
-                    a.astype(compute_dtype)
-                    if jnp.issubdtype(jnp.result_type(a), jnp.floating)
-                    else a
-                ),
-                tree,
-            )
-
-        def loss_fn(params, batch, key, *aux):
-            out = inner(cast(params), cast(batch), key, *aux)
-            if has_aux:
-                return out[0].astype(jnp.float32), out[1]
-            return out.astype(jnp.float32)
-
-    def one_step(state: TrainState, data):
-        key, batch_key, loss_key = jax.random.split(state.key, 3)
-        num = jax.tree_util.tree_leaves(data)[0].shape[0]
-        idx = jax.random.randint(batch_key, (batch_size,), 0, num)
-        batch = jax.tree.map(lambda a: a[idx], data)
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        if has_aux:
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params, batch, loss_key, state.aux
-            )
-        else:
-            loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, loss_key)
-            aux = state.aux
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema_params = state.ema_params
-        if ema_decay is not None:
-            ema_params = optax.incremental_update(params, ema_params, 1.0 - ema_decay)
-        new = TrainState(state.step + 1, params, opt_state, ema_params, key, aux)
-        return new, loss
-
-    def dispatch(state: TrainState, data, num_active):
-        loss_dtype = jax.eval_shape(one_step, state, data)[1].dtype
-
-        def body(carry, i):
-            state, first_bad = carry
-            run = (i < num_active) & (first_bad < 0)
-            new, loss = jax.lax.cond(
-                run,
-                lambda s: one_step(s, data),
-                lambda s: (s, jnp.full((), jnp.nan, loss_dtype)),
-                state,
-            )
-            finite = jnp.isfinite(loss)
-            state = jax.lax.cond(run & finite, lambda: new, lambda: state)
-            first_bad = jnp.where(run & ~finite, i, first_bad)
-            return (state, first_bad), loss
-
-        init = (state, jnp.asarray(-1, jnp.int32))
-        (state, first_bad), losses = jax.lax.scan(body, init, jnp.arange(steps_per_dispatch))
-        if state_sharding is not None:
-            state = jax.lax.with_sharding_constraint(state, state_sharding)
-        return state, losses, first_bad
-
-    return dispatch
-
-
-def data_parallel_mesh(devices="all"):
-    """A one-axis ``jax.sharding.Mesh`` named ``"data"`` for data-parallel training.
-
-    Args:
-        devices: ``"all"`` (``jax.devices()``: every local device, and every host's after
-            ``jax.distributed.initialize``), a number ``n`` (the first ``n`` devices), a
-            sequence of devices, or a ``Mesh`` with a ``"data"`` axis (returned as is).
-    """
-    from jax.sharding import Mesh
-
-    if isinstance(devices, Mesh):
-        if "data" not in devices.axis_names:
-            raise ValueError(
-                f"devices: expected a Mesh with a 'data' axis, got axes {devices.axis_names}"
-            )
-        return devices
-    if isinstance(devices, str):
-        check_choice("devices", devices, ("all",))
-        devices = jax.devices()
-    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
-        n = check_positive_int("devices", devices)
-        if n > jax.device_count():
-            raise ValueError(
-                f"devices: expected at most the {jax.device_count()} available devices, got {n}"
-            )
-        devices = jax.devices()[:n]
-    elif not isinstance(devices, Sequence) or not devices:
-        raise TypeError(
-            "devices: expected 'all', a number of devices, a sequence of devices or a Mesh, "
-            f"got {devices!r}"
-        )
-    return Mesh(np.asarray(list(devices)), ("data",))
 
 
 def _is_key(x) -> bool:

@@ -1,0 +1,361 @@
+"""The NLME model as a NumPyro program: SVI, NUTS and the importance-weighted likelihood.
+
+:func:`numpyro_model` writes the model of :mod:`numpyro_hgf.models.nlme` (random effects
+``eta_i ~ N(0, Omega)``, structural model, residual error) as a NumPyro model, with priors on
+the population parameters when it is Bayesian; :func:`fit_svi` maximises its ELBO with a
+per-subject or an amortized guide, :func:`fit_nuts` samples it with NumPyro's NUTS, and
+:func:`importance_log_likelihood` estimates the marginal likelihood by importance sampling.
+Re-exported by :mod:`numpyro_hgf.models.nlme`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import CorrCholeskyTransform
+
+from numpyro_hgf._checks import check_choice, check_positive_int
+from numpyro_hgf.models.nlme import NLMEModel, _subject_log_joint, residual_sd
+from numpyro_hgf.models.nlme_data import NLMEData
+from numpyro_hgf.train.trainer import progress_enabled
+
+__all__ = [
+    "SVIResult",
+    "numpyro_model",
+    "fit_svi",
+    "fit_nuts",
+    "importance_log_likelihood",
+    "guide_moments",
+    "partial_params",
+]
+
+
+def numpyro_model(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict | None = None,
+    priors: Mapping[str, dist.Distribution] | None = None,
+):
+    """The NLME model as a NumPyro model.
+
+    Without ``priors`` the population parameters are ``numpyro.param`` sites (point
+    estimates: SVI then maximises the ELBO over them, variational EM): ``theta`` (one site
+    per top-level key, ``theta_<key>``), ``omega_sd`` (positive), ``omega_corr``
+    (correlation Cholesky, full Omega only), ``sigma_add`` / ``sigma_prop`` (positive).
+    With ``priors`` (a dict from those site names to distributions; every one is needed)
+    they are sample sites and the model is Bayesian (for :func:`fit_nuts`).
+
+    The random effects are the sample site ``eta: (N, d)`` in the plate ``subjects``; the
+    observations are ``obs`` (masked ``Normal``, event ``(T,)``).
+    """
+    init = model.init_params({}) if init is None else init
+    theta_init = init["theta"]
+    a0, b0 = model.sigmas(init)
+
+    def site(name, value, constraint=constraints.real):
+        if priors is None:
+            return numpyro.param(name, value, constraint=constraint)
+        if name not in priors:
+            raise ValueError(f"priors: expected a prior for site {name!r}, got {sorted(priors)}")
+        shape = priors[name].shape()
+        if shape != jnp.shape(value):
+            # a scalar prior on a vector parameter would silently tie its entries together
+            raise ValueError(
+                f"priors: expected a prior of shape {jnp.shape(value)} for site {name!r} "
+                f"(its batch + event shape; use .expand(...)), got shape {shape}"
+            )
+        return numpyro.sample(name, priors[name])
+
+    theta = {k: site(f"theta_{k}", v) for k, v in theta_init.items()}
+    omega_sd = site("omega_sd", jnp.exp(init["log_omega_sd"]), constraints.positive)
+    if model.omega == "full":
+        corr0 = CorrCholeskyTransform()(init["omega_corr"])
+        corr = site("omega_corr", corr0, constraints.corr_cholesky)
+        L = omega_sd[..., :, None] * corr
+    else:
+        L = omega_sd[..., None] * jnp.eye(model.eta_dim)
+    pop = {"theta": theta}
+    if model.error in ("additive", "combined"):
+        pop["log_sigma_add"] = jnp.log(site("sigma_add", a0, constraints.positive))
+    if model.error in ("proportional", "combined"):
+        pop["log_sigma_prop"] = jnp.log(site("sigma_prop", b0, constraints.positive))
+    a, b = model.sigmas(pop)
+    N = data.num_subjects
+    with numpyro.plate("subjects", N):
+        eta = numpyro.sample("eta", dist.MultivariateNormal(jnp.zeros(model.eta_dim), scale_tril=L))
+        pred = jax.vmap(lambda e, c, t: model.structural(theta, e, c, t))(
+            eta, data.covariates, data.times
+        )
+        sd = residual_sd(model.error, pred, a, b)
+        numpyro.sample("obs", dist.Normal(pred, sd).mask(data.mask).to_event(1), obs=data.obs)
+
+
+def _encoder_features(model, data, init=None, priors=None):
+    """Per-subject encoder input: observations (0 where masked), times, mask and
+    standardised covariates, ``(N, 3 T + num_covariates)``."""
+    cov = [
+        ((v - jnp.mean(v)) / jnp.maximum(jnp.std(v), 1e-8))[:, None]
+        for v in data.covariates.values()
+    ]
+    scale = jnp.maximum(jnp.max(jnp.abs(data.obs)), 1.0)
+    t_scale = jnp.maximum(jnp.max(data.times), 1.0)
+    return jnp.concatenate(
+        [data.obs / scale, data.times / t_scale, data.mask.astype(data.obs.dtype), *cov],
+        axis=-1,
+    )
+
+
+class SVIResult(NamedTuple):
+    """Result of :func:`fit_svi`.
+
+    Attributes:
+        params: unconstrained population parameters (the dict of
+            :meth:`NLMEModel.init_params`), read from the SVI params.
+        svi_params: all SVI params (model and guide; for ``guide.sample_posterior``).
+        guide: the guide used.
+        losses: ``(steps,)`` negative ELBO per step.
+        elbo: ELBO at the end, averaged over ``num_eval_particles`` particles.
+        seconds: wall time of the fit.
+    """
+
+    params: dict
+    svi_params: dict
+    guide: Any
+    losses: np.ndarray
+    elbo: float
+    seconds: float
+
+
+def fit_svi(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict,
+    *,
+    guide: str = "mvn",
+    steps: int = 4_000,
+    key,
+    learning_rate: float = 0.02,
+    num_particles: int = 4,
+    num_eval_particles: int = 2_000,
+    hidden=(32,),
+    progress: bool | None = None,
+) -> SVIResult:
+    """Variational EM: maximise the ELBO of :func:`numpyro_model` over population
+    parameters and the guide of ``eta``.
+
+    Args:
+        guide: ``"mvn"`` (per-subject Gaussians with a full joint covariance,
+            ``AutoMultivariateNormal``), ``"normal"`` (per-subject diagonal Gaussians,
+            ``AutoNormal``) or ``"amortized"`` (:class:`~numpyro_hgf.guides.
+            AmortizedNormalGuide` on the subject's observations, times and covariates).
+        steps, learning_rate, num_particles: Adam (cosine decay) and ELBO particles.
+        num_eval_particles: particles of the final ELBO estimate.
+        hidden: encoder widths of the amortized guide.
+    """
+    import optax
+    from numpyro.infer import Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+    from numpyro.infer.initialization import init_to_value
+
+    from numpyro_hgf.guides import AmortizedNormalGuide
+    from numpyro_hgf.models.svi import fit_svi as _fit_svi
+
+    check_choice("guide", guide, ("mvn", "normal", "amortized"))
+    steps = check_positive_int("steps", steps)
+    model.check(init, data)
+    start = time.perf_counter()
+    eta0 = {"eta": jnp.zeros((data.num_subjects, model.eta_dim), data.obs.dtype)}
+    if guide == "mvn":
+        q = AutoMultivariateNormal(
+            numpyro_model, init_loc_fn=init_to_value(values=eta0), init_scale=0.05
+        )
+    elif guide == "normal":
+        q = AutoNormal(numpyro_model, init_loc_fn=init_to_value(values=eta0), init_scale=0.05)
+    else:
+        q = AmortizedNormalGuide(
+            numpyro_model,
+            None,
+            "eta",
+            encoder_input=_encoder_features,
+            hidden=hidden,
+            init_scale=0.05,
+        )
+    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
+    args = (model, data, init)
+
+    def svi_model(_subjects):
+        # fit_svi hands the model its data tuple (a dummy axis over subjects); the NLME model
+        # and data are closed over
+        return numpyro_model(*args)
+
+    def svi_guide(_subjects):
+        return q(*args)
+
+    fit = _fit_svi(
+        svi_model,
+        svi_guide,
+        (jnp.zeros((data.num_subjects,)),),
+        steps=steps,
+        key=key,
+        optimizer=optax.adam(schedule),
+        elbo=Trace_ELBO(num_particles),
+        progress=progress,
+        description=f"nlme svi ({guide})",
+    )
+    elbo_key = jax.random.fold_in(key, 1)
+    elbo = -Trace_ELBO(num_eval_particles).loss(elbo_key, fit.params, numpyro_model, q, *args)
+    params = _pop_from_svi(model, fit.params, init)
+    return SVIResult(params, fit.params, q, fit.losses, float(elbo), time.perf_counter() - start)
+
+
+def _pop_from_svi(model: NLMEModel, svi_params: dict, init: dict) -> dict:
+    out = {"theta": {k: svi_params[f"theta_{k}"] for k in init["theta"]}}
+    out["log_omega_sd"] = jnp.log(svi_params["omega_sd"])
+    if model.omega == "full":
+        out["omega_corr"] = CorrCholeskyTransform().inv(svi_params["omega_corr"])
+    if "sigma_add" in svi_params:
+        out["log_sigma_add"] = jnp.log(svi_params["sigma_add"])
+    if "sigma_prop" in svi_params:
+        out["log_sigma_prop"] = jnp.log(svi_params["sigma_prop"])
+    return out
+
+
+def fit_nuts(
+    model: NLMEModel,
+    data: NLMEData,
+    init: dict,
+    priors: Mapping[str, dist.Distribution],
+    *,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    key,
+    progress: bool | None = None,
+):
+    """NUTS (NumPyro) on :func:`numpyro_model` with ``priors``.
+
+    ``priors`` maps every population site (``theta_<key>``, ``omega_sd`` ``(d,)``,
+    ``omega_corr`` for a full Omega, ``sigma_add`` / ``sigma_prop``) to a distribution of that
+    site's shape (e.g. ``dist.HalfNormal(1.0).expand([d])`` for ``omega_sd``).  The chains
+    start at ``init`` (population parameters) and ``eta = 0``.
+
+    Returns:
+        ``arviz.InferenceData``: ``posterior`` with those sites and ``eta``
+        ``(chain, draw, N, d)``, ``sample_stats`` and the pointwise ``log_likelihood`` of
+        ``obs``.
+    """
+    import arviz as az
+    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.initialization import init_to_value
+
+    model.check(init, data)
+    a0, b0 = model.sigmas(init)
+    start = {f"theta_{k}": v for k, v in init["theta"].items()}
+    start["omega_sd"] = jnp.exp(init["log_omega_sd"])
+    if model.omega == "full":
+        start["omega_corr"] = CorrCholeskyTransform()(init["omega_corr"])
+    if "log_sigma_add" in init:
+        start["sigma_add"] = a0
+    if "log_sigma_prop" in init:
+        start["sigma_prop"] = b0
+    start["eta"] = jnp.zeros((data.num_subjects, model.eta_dim), data.times.dtype)
+    mcmc = MCMC(
+        NUTS(numpyro_model, init_strategy=init_to_value(values=start)),
+        num_warmup=check_positive_int("num_warmup", num_warmup),
+        num_samples=check_positive_int("num_samples", num_samples),
+        num_chains=check_positive_int("num_chains", num_chains),
+        progress_bar=progress_enabled(progress),
+        chain_method="sequential",
+    )
+    # positional: arviz calls numpyro.infer.log_likelihood(model_fn, samples, *args, **kwargs),
+    # whose first parameter is also called ``model``
+    mcmc.run(key, model, data, init, priors)
+    return az.from_numpyro(mcmc)
+
+
+# ---------------------------------------------------------------------------------------
+# marginal likelihood by importance sampling
+# ---------------------------------------------------------------------------------------
+
+
+def importance_log_likelihood(
+    model: NLMEModel, params, data: NLMEData, loc, cov, *, num_samples: int, key, df=None
+):
+    """Importance-sampling estimate of ``log p(y | params)`` (sum over subjects).
+
+    For subject ``i`` the proposal is ``N(loc_i, cov_i)`` (or a Student-t with ``df``
+    degrees of freedom: heavier tails, safer weights) and
+
+        log p(y_i) ~= logsumexp_k [log p(y_i, eta_k) - log q(eta_k)] - log K,
+
+    an importance-weighted lower bound in expectation (Burda et al. 2016, eq. 8) that tends
+    to ``log p(y_i)`` as ``K`` grows.  Use the Laplace modes and inverse curvatures, or a
+    guide's per-subject moments (:func:`guide_moments`).
+
+    Args:
+        params: unconstrained population parameters.
+        loc: ``(N, d)``; cov: ``(N, d, d)``.
+        num_samples: ``K`` per subject.
+        df: Student-t degrees of freedom of the proposal (``None``: Gaussian).
+
+    Returns:
+        ``(total, per_subject (N,))``.
+    """
+    K = check_positive_int("num_samples", num_samples)
+    df = None if df is None else float(df)
+    return _importance(model, params, data, jnp.asarray(loc), jnp.asarray(cov), key, K, df)
+
+
+@partial(jax.jit, static_argnums=(0, 6, 7))
+def _importance(model, params, data, loc, cov, key, K, df):
+    keys = jax.random.split(key, data.num_subjects)
+
+    def one(k, m, c, covars, t, y, msk):
+        log_joint = partial_params(_subject_log_joint(model, covars, t, y, msk), params)
+        L = jnp.linalg.cholesky(c)
+        q = (
+            dist.MultivariateNormal(m, scale_tril=L)
+            if df is None
+            else dist.MultivariateStudentT(df, m, scale_tril=L)
+        )
+        eta = q.sample(k, (K,))
+        logw = jax.vmap(log_joint)(eta) - q.log_prob(eta)
+        return jax.scipy.special.logsumexp(logw) - jnp.log(K)
+
+    per = jax.vmap(one)(keys, loc, cov, data.covariates, data.times, data.obs, data.mask)
+    return jnp.sum(per), per
+
+
+def guide_moments(result: SVIResult, data: NLMEData):
+    """Per-subject mean ``(N, d)`` and covariance ``(N, d, d)`` of the guide of ``eta``
+    after :func:`fit_svi` (the diagonal blocks for ``"mvn"``)."""
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+    q, p = result.guide, result.svi_params
+    N = data.num_subjects
+    if isinstance(q, AutoMultivariateNormal):
+        post = q.get_posterior(p)
+        d = post.loc.shape[-1] // N
+        loc = post.loc.reshape(N, d)
+        full = post.covariance_matrix.reshape(N, d, N, d)
+        cov = full[jnp.arange(N), :, jnp.arange(N), :]
+        return loc, cov
+    if isinstance(q, AutoNormal):
+        loc, scale = p["eta_auto_loc"], p["eta_auto_scale"]
+    else:
+        loc, scale = q.encode(p, _encoder_features(None, data))
+    return loc, jax.vmap(jnp.diag)(scale**2)
+
+
+def partial_params(log_joint, params):
+    """``(eta, params) -> ...`` with ``params`` fixed: ``eta -> ...``."""
+    return lambda eta: log_joint(eta, params)
