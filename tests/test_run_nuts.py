@@ -154,11 +154,13 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     a = nh.infer.run_nuts(eight_schools, SIGMA, y=Y, key=jax.random.key(1), **kw)
     from numpyro_hgf.infer import blackjax_bridge as bb
 
-    functions = bb._CACHE[next(reversed(bb._CACHE))]
+    mp, functions = bb._CACHE[next(reversed(bb._CACHE))]
     sizes = [f._cache_size() for f in functions]
     b = nh.infer.run_nuts(eight_schools, SIGMA, y=Y, key=jax.random.key(1), **kw)
     shifted = nh.infer.run_nuts(eight_schools, SIGMA, y=Y + 15.0, key=jax.random.key(3), **kw)
     assert [f._cache_size() for f in functions] == sizes  # new data, no recompilation
+    assert bb._CACHE[next(reversed(bb._CACHE))][0] is mp  # nor a new trace of the model
+    np.testing.assert_array_equal(shifted.observed_data["obs"].values, Y + 15.0)
     np.testing.assert_array_equal(a.posterior["mu"].values, b.posterior["mu"].values)
 
     moments = eight_schools_moments(Y, SIGMA)
@@ -280,6 +282,21 @@ def test_run_hmc_and_learned_force_runs_match_the_closed_form():
     assert stats.chi2.sf(np.sum(zu**2), df=zu.size) < 1e-3, zu
     assert not unadjusted.sample_stats["is_adjusted"].values.any()
     assert unadjusted.attrs["adjusted"] == 0 and unadjusted.attrs["force_sites"] == "x"
+
+
+def test_data_of_another_shape_gets_its_own_trace_and_sampler():
+    """The cache is keyed on the shapes of the data too: a second data set with more rows
+    (a larger plate) is sampled from its own posterior, not through the first one's trace."""
+    kw = dict(num_warmup=200, num_samples=500, num_chains=2, progress=False)
+    y7 = np.concatenate([Y_GAUSS, Y_GAUSS[:3] + 1.0])
+    small = nh.infer.run_nuts(gaussian_model, Y_GAUSS, key=jax.random.key(6), **kw)
+    large = nh.infer.run_nuts(gaussian_model, y7, key=jax.random.key(6), **kw)
+    assert large.observed_data["y"].shape == (7, 2) and small.observed_data["y"].shape == (4, 2)
+    for idata, y in ((small, Y_GAUSS), (large, y7)):
+        z = closed_form_z(idata, *gaussian_posterior(y))
+        assert stats.chi2.sf(np.sum(z**2), df=z.size) > 0.01, z
+    z = closed_form_z(large, *gaussian_posterior(Y_GAUSS))  # negative control
+    assert stats.chi2.sf(np.sum(z**2), df=z.size) < 1e-3, z
 
 
 def test_learned_site_uses_the_force_and_other_sites_use_autodiff():

@@ -21,6 +21,7 @@ passed as data, so a second call with new data of the same shapes does not recom
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,8 +50,10 @@ _CACHE_SIZE = 32
 def _split_arguments(args, kwargs):
     """Array leaves of ``(args, kwargs)`` become data; the rest is static.
 
-    Returns ``(dynamic_leaves, rebuild, signature)``; ``signature`` is hashable (or
-    ``None`` when a static leaf is not), ``rebuild(dynamic_leaves) -> (args, kwargs)``.
+    Returns ``(dynamic_leaves, rebuild, signature)``; ``signature`` (the static leaves and
+    the shapes and dtypes of the data leaves: everything the traced model and the compiled
+    samplers depend on) is hashable, or ``None`` when a static leaf is not;
+    ``rebuild(dynamic_leaves) -> (args, kwargs)``.
     """
     leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)))
     is_data = tuple(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
@@ -63,7 +66,8 @@ def _split_arguments(args, kwargs):
         return jax.tree.unflatten(treedef, merged)
 
     try:
-        signature = (treedef, static, is_data)
+        shapes = tuple((a.shape, a.dtype) for a in dynamic)
+        signature = (treedef, static, is_data, shapes)
         hash(signature)
     except TypeError:
         signature = None
@@ -138,27 +142,30 @@ def _build_functions(mp, rebuild, spec: dict):
 
     @jax.jit
     def init(keys, dyn, step_size, inverse_mass_matrix):
+        """Initial points, sampler and adaptation states, validity per chain, and the
+        observed values of these arguments (``observed_data``)."""
         args, kwargs, init_state, _ = targets(dyn)
         params, pe, is_valid = mp.init(keys, args, kwargs)
         states = jax.vmap(lambda p: init_state(ravel_pytree(p)[0]))(params)
         adapt = jax.vmap(lambda _: adapt_init(step_size, inverse_mass_matrix))(pe)
-        return params, (states, adapt), is_valid
+        return params, (states, adapt), is_valid, mp.observed_values(args, kwargs)
 
-    def warmup_loop(carry, xs, dyn):
+    def warmup_loop(carry, xs, dyn, padded=True):
         """Adaptation steps: ``xs = (keys (length, chains), schedule)``; returns the new
-        carry and the leapfrog steps per step and chain."""
+        carry and the leapfrog steps per step and chain.  ``padded``: the schedule may hold
+        padding steps (``adapting`` false) that move the chains without adapting."""
         args, kwargs, _, kernel = targets(dyn)
 
         def one_chain(key, state, adapt, schedule):
             stage, window_end, last, adapting = schedule
             new, info = kernel(key, state, adapt.step_size, adapt.inverse_mass_matrix)
-            new_adapt = jax.lax.cond(
-                adapting,
-                lambda: adapt_update(
+
+            def update():
+                return adapt_update(
                     adapt, stage, window_end, last, new.position, info.acceptance_rate
-                ),
-                lambda: adapt,
-            )
+                )
+
+            new_adapt = jax.lax.cond(adapting, update, lambda: adapt) if padded else update()
             return new, new_adapt, info.num_integration_steps
 
         def step(carry, x):
@@ -205,26 +212,56 @@ def _build_functions(mp, rebuild, spec: dict):
     @jax.jit
     def whole_run(carry, warmup_xs, sample_keys, dyn):
         """Warmup then sampling in one program: one dispatch, no host round trip."""
-        carry, n_steps = warmup_loop(carry, warmup_xs, dyn)
+        carry, n_steps = warmup_loop(carry, warmup_xs, dyn, padded=False)
         carry, out = sample_loop(carry, sample_keys, dyn)
         return carry, n_steps, out
 
     return init, jax.jit(warmup_loop), jax.jit(sample_loop), whole_run
 
 
-def _functions(model, mp, rebuild, signature, spec):
-    if signature is None or mp.has_params:
-        return _build_functions(mp, rebuild, spec)
-    cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
-    try:
-        hash(cache_key)
-    except TypeError:  # an unhashable model argument: use the functions without caching
-        return _build_functions(mp, rebuild, spec)
-    hit = _CACHE.pop(cache_key, None) or _build_functions(mp, rebuild, spec)
+def _prepared(model, args, kwargs, key, rebuild, signature, spec):
+    """``(ModelPotential, (init, warmup, sample, whole))`` for this model, argument
+    signature and spec: from the cache when possible, so that a repeated call neither
+    re-traces the model nor recompiles (models with ``numpyro.param`` sites are not cached:
+    their values are frozen at trace time)."""
+    cache_key = None
+    if signature is not None:
+        cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
+        try:
+            hash(cache_key)
+        except TypeError:  # an unhashable model argument: build without caching
+            cache_key = None
+    hit = _CACHE.pop(cache_key, None) if cache_key is not None else None
+    if hit is None:
+        mp = model_potential(
+            model,
+            args,
+            kwargs,
+            key(),
+            init_strategy=spec["init_strategy"],
+            forces=dict(spec["forces"]) if spec["forces"] else None,
+        )
+        hit = (mp, _build_functions(mp, rebuild, spec))
+        if cache_key is None or mp.has_params:
+            return hit
     _CACHE[cache_key] = hit  # most recently used last
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return hit
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _split_keys(key, num_chains, warmup_length, sample_length):
+    """All the keys of one call in one dispatch: ``(trace, init (chains,), warmup
+    (warmup_length, chains), sampling (sample_length, chains))``."""
+    key_trace, key_init, key_run = jax.random.split(key, 3)
+    key_warmup, key_sample = jax.random.split(key_run)
+    return (
+        key_trace,
+        jax.random.split(key_init, num_chains),
+        jax.random.split(key_warmup, (warmup_length, num_chains)),
+        jax.random.split(key_sample, (sample_length, num_chains)),
+    )
 
 
 def _hashable(value):
@@ -278,9 +315,21 @@ def _run(
     key = jax.random.key(0) if key is None else key
     if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
         key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
-    key_trace, key_init, key_run = jax.random.split(key, 3)
 
-    mp = model_potential(model, args, kwargs, key_trace, init_strategy=init_strategy, forces=forces)
+    total = num_warmup + num_samples
+    show = progress_enabled(progress)
+    # with a progress bar, both phases run in chunks of one length (about a tenth of the
+    # run; one compiled program per phase); without one, warmup and sampling are one call
+    length = math.ceil(total / min(10, total)) if show else None
+    single = bool(num_warmup) and adapt and not show  # the common case: one dispatch
+    warmup_length = (
+        math.ceil(num_warmup / (length or num_warmup)) * (length or num_warmup) if num_warmup else 0
+    )
+    sample_length = math.ceil(num_samples / (length or num_samples)) * (length or num_samples)
+    key_trace, init_keys, warmup_keys, sample_keys = _split_keys(
+        key, num_chains, warmup_length, sample_length
+    )
+
     dynamic, rebuild, signature = _split_arguments(args, kwargs)
     spec = {
         "kind": kind,
@@ -288,39 +337,33 @@ def _run(
         "max_tree_depth": int(max_tree_depth),
         "num_integration_steps": int(num_integration_steps),
         "dense_mass": bool(dense_mass),
-        "forces": tuple(sorted(forces.items())) if forces else None,
+        "forces": forces,
         "adjusted": bool(adjusted),
         "init_strategy": init_strategy,
     }
-    init_fn, warmup_fn, sample_fn, whole_fn = _functions(
-        model, mp, rebuild, signature, dict(spec, forces=forces)
+    mp, (init_fn, warmup_fn, sample_fn, whole_fn) = _prepared(
+        model, args, kwargs, lambda: key_trace, rebuild, signature, spec
     )
 
     dim = sum(int(np.size(v)) for v in mp.prototype.values())
-    dtype = jnp.result_type(*jax.tree.leaves(mp.prototype), float)
+    dtype = np.dtype(jnp.result_type(*jax.tree.leaves(mp.prototype), float))
     if inverse_mass_matrix is None:
-        inverse_mass_matrix = jnp.eye(dim, dtype=dtype) if dense_mass else jnp.ones(dim, dtype)
-    imm = jnp.asarray(inverse_mass_matrix, dtype)
+        inverse_mass_matrix = np.eye(dim, dtype=dtype) if dense_mass else np.ones(dim, dtype)
+    imm = np.asarray(inverse_mass_matrix, dtype)
     if imm.shape != ((dim, dim) if dense_mass else (dim,)):
         raise ValueError(
             f"inverse_mass_matrix: expected shape {(dim, dim) if dense_mass else (dim,)} for "
             f"the {dim} unconstrained coordinates (dense_mass={dense_mass}), got {imm.shape}"
         )
-    step0 = jnp.asarray(1.0 if step_size is None else step_size, dtype)
+    step0 = np.asarray(1.0 if step_size is None else step_size, dtype)
 
-    params, carry, is_valid = init_fn(jax.random.split(key_init, num_chains), dynamic, step0, imm)
+    params, carry, is_valid, observed = init_fn(init_keys, dynamic, step0, imm)
     is_valid = np.asarray(is_valid)
     if not is_valid.all():
         chain = int(np.argmin(is_valid))
         one = jax.tree.map(lambda a: a[chain], params)
         raise diagnose_initial_point(mp, one, *rebuild(dynamic))
 
-    total = num_warmup + num_samples
-    show = progress_enabled(progress)
-    # with a progress bar, both phases run in chunks of one length (about a tenth of the
-    # run; one compiled program per phase); without one, warmup and sampling are one call
-    length = math.ceil(total / min(10, total)) if show else None
-    key_warmup, key_sample = jax.random.split(key_run)
     warmup_counts = []  # leapfrog steps (gradient evaluations) before the kept draws
     draws, stats = [], []
     with tqdm(
@@ -330,38 +373,32 @@ def _run(
         leave=False,
         dynamic_ncols=True,
     ) as bar:
-        if num_warmup and adapt and not show:  # the common case: a single dispatch
-            keys = jax.random.split(key_warmup, (num_warmup, num_chains))
-            schedule = tuple(
-                jnp.asarray(a) for a in adaptation.schedule(num_warmup, num_warmup, adapt)
+        if single:
+            schedule = adaptation.schedule(num_warmup, num_warmup, adapt)
+            carry, n_steps, (d, s) = whole_fn(
+                carry, (warmup_keys, schedule), sample_keys, dynamic
             )
-            sample_keys = jax.random.split(key_sample, (num_samples, num_chains))
-            carry, n_steps, (d, s) = whole_fn(carry, (keys, schedule), sample_keys, dynamic)
             warmup_counts.append(n_steps)
             draws.append(d)
             stats.append(s)
         elif num_warmup:
             size = length or num_warmup
-            padded = math.ceil(num_warmup / size) * size  # padding steps do not adapt
-            keys = jax.random.split(key_warmup, (padded, num_chains))
-            schedule = tuple(jnp.asarray(a) for a in adaptation.schedule(num_warmup, padded, adapt))
-            for start in range(0, padded, size):
+            schedule = adaptation.schedule(num_warmup, warmup_length, adapt)
+            for start in range(0, warmup_length, size):
                 sl = slice(start, start + size)
-                if adapt:
+                if adapt:  # padding steps past num_warmup do not adapt
                     carry, n_steps = warmup_fn(
-                        carry, (keys[sl], tuple(a[sl] for a in schedule)), dynamic
+                        carry, (warmup_keys[sl], tuple(a[sl] for a in schedule)), dynamic
                     )
                 else:  # fixed step size: warmup is burn-in
-                    carry, (_, s) = sample_fn(carry, keys[sl], dynamic)
+                    carry, (_, s) = sample_fn(carry, warmup_keys[sl], dynamic)
                     n_steps = s["n_steps"]
                 warmup_counts.append(n_steps)  # summed after sampling: no host sync here
                 bar.update(min(size, num_warmup - start))
         if not draws:
             size = length or num_samples
-            padded = math.ceil(num_samples / size) * size
-            keys = jax.random.split(key_sample, (padded, num_chains))
-            for start in range(0, padded, size):
-                carry, (d, s) = sample_fn(carry, keys[start : start + size], dynamic)
+            for start in range(0, sample_length, size):
+                carry, (d, s) = sample_fn(carry, sample_keys[start : start + size], dynamic)
                 draws.append(d)
                 stats.append(s)
                 bar.update(min(size, num_samples - start))
@@ -383,9 +420,8 @@ def _run(
     }
     if forces:
         attrs["force_sites"] = ",".join(sorted(forces))
-    return inference_data(
-        posterior, sample_stats, {k: np.asarray(v) for k, v in mp.observed.items()}, attrs
-    )
+    observed = {k: np.asarray(v) for k, v in observed.items()}
+    return inference_data(posterior, sample_stats, observed, attrs)
 
 
 def run_nuts(

@@ -98,7 +98,8 @@ class ModelPotential:
         model: the prepared model (param sites substituted, default PRNG key).
         latent_sites: names of the continuous latent sites (the keys of ``params``).
         deterministic_sites: names of ``numpyro.deterministic`` sites.
-        observed: ``{name: value}`` of the observed sites (for ``observed_data``).
+        observed: ``{name: value}`` of the observed sites at trace time (see
+            :meth:`observed_values` for other arguments of the same signature).
         prototype: unconstrained values of one prior draw, ``{name: array}``.
         has_params: the model has ``numpyro.param`` sites (their values are frozen at the
             traced values).
@@ -133,6 +134,16 @@ class ModelPotential:
         """``U_F(params, args, kwargs)``: the potential whose gradient uses ``forces``."""
         model = _UseForces(self.model, forces)
         return lambda params, args, kwargs: potential_energy(model, args, kwargs, params)
+
+    def observed_values(self, args, kwargs):
+        """``{name: value}`` of the observed sites for these arguments (traceable: under
+        ``jit`` only the observed values are computed)."""
+        model_trace = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
+        return {
+            k: s["value"]
+            for k, s in model_trace.items()
+            if s["type"] == "sample" and s["is_observed"]
+        }
 
     def postprocess(self, params, args, kwargs):
         """Constrained latent values and deterministic sites of one chain position."""
