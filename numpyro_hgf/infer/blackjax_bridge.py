@@ -375,9 +375,7 @@ def _run(
     ) as bar:
         if single:
             schedule = adaptation.schedule(num_warmup, num_warmup, adapt)
-            carry, n_steps, (d, s) = whole_fn(
-                carry, (warmup_keys, schedule), sample_keys, dynamic
-            )
+            carry, n_steps, (d, s) = whole_fn(carry, (warmup_keys, schedule), sample_keys, dynamic)
             warmup_counts.append(n_steps)
             draws.append(d)
             stats.append(s)
