@@ -28,9 +28,16 @@ compile-warming run with the same shapes):
 * ``us/grad``: wall time of a whole call (warmup + sampling) divided by all of its gradient
   evaluations (warmup + sampling, all chains); ``ff_hmc`` / ``blackjax_hmc`` time the sampling
   phase only (no warmup of their own);
-* the ratio of ``us/grad`` to raw BlackJAX (NUTS rows) or ``blackjax.hmc`` (HMC rows), taken
-  within each repeat (the samplers of a repeat run back to back) and reported as the median
-  and range over repeats.
+* ``us/executed grad``: the same wall time over the gradients the vectorised chains
+  *execute*: within a transition every chain steps in lockstep until the longest trajectory
+  of the batch ends, so a call executes ``chains * sum_t max_c n[c, t]`` gradients; the
+  ``lockstep waste`` (executed / useful) is a property of the random trajectory lengths of
+  the run (1.0-2.1 on N(0, I_100)), not of the code, and it dominates the spread of
+  ``us/grad`` between calls; ``us/executed grad`` removes it and isolates the cost of the
+  sampler's code;
+* the ratio of ``us/grad`` (and of ``us/executed grad``) to raw BlackJAX (NUTS rows) or ``blackjax.hmc`` (HMC rows), taken
+  within each repeat (the samplers of a repeat run back to back, in reverse order on odd
+  repeats) and reported as the median and range over repeats.
 
 Fixed overhead per call: a second call with the same shapes and ``num_warmup = num_samples =
 --tiny`` (compiled code reused), for ``run_nuts``, for ``MCMC.run`` on the same ``MCMC``
@@ -159,12 +166,21 @@ def run_ours(name, key, warmup, samples, chains):
     )
     wall = time.perf_counter() - t0
     grads = int(idata.sample_stats["n_steps"].values.sum())
+    steps = (idata.warmup_sample_stats["n_steps"].values, idata.sample_stats["n_steps"].values)
     return {
         "wall": wall,
         "grads_sampling": grads,
         "grads_total": grads + int(idata.attrs["warmup_n_steps"]),
+        "grads_executed": executed(*steps),
         "draws": flat_posterior(idata.posterior, sites),
     }
+
+
+def executed(*steps):
+    """Gradient evaluations the vectorised chains execute: in every transition all chains
+    step in lockstep until the longest trajectory ends, so ``chains * sum_t max_c n[c, t]``
+    over ``(chain, transition)`` step counts."""
+    return int(sum(n.shape[0] * np.asarray(n).max(axis=0).sum() for n in steps))
 
 
 def numpyro_mcmc(name, warmup, samples, chains):
@@ -203,17 +219,19 @@ def run_numpyro(name, key, warmup, samples, chains, fixed):
     k_warm, k_run = jax.random.split(key)
     t0 = time.perf_counter()
     mcmc.warmup(k_warm, collect_warmup=True, extra_fields=("num_steps",))
-    warm_grads = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
+    warm_steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
     mcmc.run(k_run, extra_fields=("num_steps",))
     samples_ = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples_)
     wall = time.perf_counter() - t0
-    grads = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
+    steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+    grads = int(steps.sum())
     return {
         "wall": wall,
         "compute": max(wall - 2 * fixed, 1e-9),
         "grads_sampling": grads,
-        "grads_total": grads + warm_grads,
+        "grads_total": grads + int(warm_steps.sum()),
+        "grads_executed": executed(warm_steps, steps),
         "draws": flat_posterior(samples_, sites),
     }
 
@@ -253,7 +271,7 @@ def raw_blackjax_fn(name, warmup, samples, chains, diagnostics=True):
             return s, (s.position, i.num_integration_steps, stats)
 
         _, (xs, n, stats) = jax.lax.scan(body, state, jax.random.split(k_run, samples))
-        warm = jnp.sum(info.info.num_integration_steps)
+        warm = info.info.num_integration_steps  # (warmup,) per chain
         adapted = (params["step_size"], params["inverse_mass_matrix"], state)
         return to_stat(xs), n, warm, adapted, stats  # returned, so XLA keeps computing them
 
@@ -272,6 +290,7 @@ def run_blackjax(name, key, warmup, samples, chains, diagnostics=True):
         "wall": wall,
         "grads_sampling": int(np.asarray(n).sum()),
         "grads_total": int(np.asarray(n).sum() + np.asarray(warm).sum()),
+        "grads_executed": executed(np.asarray(warm), np.asarray(n)),
         "draws": np.asarray(xs),
         "adapted": (step, imm, state.position, int(np.median(np.asarray(n)))),
     }
@@ -321,6 +340,7 @@ def run_static_hmc(which, name, key, adapted, samples):
         "wall": wall,
         "grads_sampling": grads,
         "grads_total": grads,
+        "grads_executed": grads,
         "draws": np.asarray(xs),
         "acceptance": float(np.mean(acc)),
         "L": num_steps,
@@ -371,13 +391,21 @@ def bench_target(name, args):
         run_static_hmc(which, name, jax.random.key(999), warm_bj["adapted"], n)
     for r in range(args.repeats):
         key = jax.random.key(r)
-        runs["run_nuts"].append(run_ours(name, key, w, n, c))
-        runs["numpyro"].append(run_numpyro(name, key, w, n, c, fixed))
-        bj = run_blackjax(name, key, w, n, c)
-        runs["blackjax"].append(bj)
-        runs["blackjax_min"].append(run_blackjax(name, key, w, n, c, diagnostics=False))
-        for which in ("ff_hmc", "blackjax_hmc"):
-            runs[which].append(run_static_hmc(which, name, key, bj["adapted"], n))
+        nuts = {
+            "run_nuts": lambda k=key: run_ours(name, k, w, n, c),
+            "numpyro": lambda k=key: run_numpyro(name, k, w, n, c, fixed),
+            "blackjax": lambda k=key: run_blackjax(name, k, w, n, c),
+            "blackjax_min": lambda k=key: run_blackjax(name, k, w, n, c, diagnostics=False),
+        }
+        # ABBA: odd repeats run the samplers in reverse order, so that no sampler always
+        # follows the same neighbour (NumPyro's compilation, say) within the pairs
+        order = list(nuts) if r % 2 == 0 else list(reversed(nuts))
+        for sampler in order:
+            runs[sampler].append(nuts[sampler]())
+        adapted = runs["blackjax"][-1]["adapted"]
+        hmc = ("ff_hmc", "blackjax_hmc") if r % 2 == 0 else ("blackjax_hmc", "ff_hmc")
+        for which in hmc:
+            runs[which].append(run_static_hmc(which, name, key, adapted, n))
     rows = {}
     for sampler, rs in runs.items():
         ess = [ess_sq(r["draws"]) for r in rs]
@@ -393,6 +421,12 @@ def bench_target(name, args):
             "us_per_grad": float(
                 np.median([1e6 * r.get("compute", r["wall"]) / r["grads_total"] for r in rs])
             ),
+            "us_per_executed_grad": float(
+                np.median([1e6 * r.get("compute", r["wall"]) / r["grads_executed"] for r in rs])
+            ),
+            "lockstep_waste": float(
+                np.median([r["grads_executed"] / r["grads_total"] for r in rs])
+            ),
             "wall": float(np.median([r["wall"] for r in rs])),
             "grads_total": float(np.median([r["grads_total"] for r in rs])),
         }
@@ -403,8 +437,8 @@ def bench_target(name, args):
         rows[sampler]["L"] = rs[0]["L"]
         rows[sampler]["acceptance"] = float(np.median([r["acceptance"] for r in rs]))
 
-    def us_per_grad(r):
-        return r.get("compute", r["wall"]) / r["grads_total"]
+    def us_per_grad(r, grads="grads_total"):
+        return r.get("compute", r["wall"]) / r[grads]
 
     # paired ratios: each repeat runs every sampler back to back, so the ratio within a
     # repeat cancels slow drifts of a shared machine; the median over repeats is reported
@@ -413,12 +447,13 @@ def bench_target(name, args):
         ("blackjax_hmc", ("ff_hmc", "blackjax_hmc")),
     ):
         for sampler in samplers:
-            ratios = [
-                us_per_grad(a) / us_per_grad(b)
-                for a, b in zip(runs[sampler], runs[peer], strict=True)
-            ]
-            rows[sampler]["ratio"] = float(np.median(ratios))
-            rows[sampler]["ratio_range"] = (float(np.min(ratios)), float(np.max(ratios)))
+            for grads, name in (("grads_total", "ratio"), ("grads_executed", "ratio_executed")):
+                ratios = [
+                    us_per_grad(a, grads) / us_per_grad(b, grads)
+                    for a, b in zip(runs[sampler], runs[peer], strict=True)
+                ]
+                rows[sampler][name] = float(np.median(ratios))
+                rows[sampler][name + "_range"] = (float(np.min(ratios)), float(np.max(ratios)))
     for sampler, row in rows.items():
         shown = {k: v for k, v in row.items() if not isinstance(v, tuple)}
         print(f"  {sampler:13s} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()), flush=True)
@@ -433,8 +468,9 @@ def table(results, overhead, args):
         f"blackjax {blackjax.__version__}.",
         "",
         "| target | sampler | grad/ESS(x^2) median coord | worst coord | us/grad | "
-        "ratio to peer (range) | wall s |",
-        "|---|---|---|---|---|---|---|",
+        "ratio to peer (range) | us/executed grad | ratio to peer (range) | lockstep waste "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {
         "run_nuts": "`run_nuts`",
@@ -451,7 +487,9 @@ def table(results, overhead, args):
                 f"| {target} | {label} | {row['grad_per_ess_median']:.1f} | "
                 f"{row['grad_per_ess_worst']:.1f} | {row['us_per_grad']:.2f} | "
                 f"{row['ratio']:.2f} ({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f}) | "
-                f"{row['wall']:.2f} |"
+                f"{row['us_per_executed_grad']:.2f} | {row['ratio_executed']:.2f} "
+                f"({row['ratio_executed_range'][0]:.2f}-{row['ratio_executed_range'][1]:.2f}) | "
+                f"{row['lockstep_waste']:.2f} | {row['wall']:.2f} |"
             )
     lines += [
         "",

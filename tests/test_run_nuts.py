@@ -189,7 +189,10 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     np.testing.assert_array_equal(a.observed_data["obs"].values, Y)
     check_sample_stats(a.sample_stats, (4, 1000))
     # laid out exactly as arviz.from_dict lays out the same arrays (dims, coords, dtypes)
-    ref = az.from_dict(**{g: {k: v.values for k, v in getattr(a, g).items()} for g in a.groups()})
+    ref = az.from_dict(
+        **{g: {k: v.values for k, v in getattr(a, g).items()} for g in a.groups()},
+        save_warmup=True,
+    )
     assert a.groups() == ref.groups()
     assert {k: a.posterior.attrs[k] for k in ("arviz_version", "inference_library")} == {
         "arviz_version": az.__version__,
@@ -206,12 +209,14 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     assert a.attrs["sampler"] == "nuts"
     steps = a.attrs["warmup_n_steps"]  # warmup gradients: 1 to 2^10 - 1 per step and chain
     assert 300 * 4 <= steps <= 1023 * 300 * 4 and steps != a.sample_stats["n_steps"].sum()
+    warm = a.warmup_sample_stats["n_steps"].values  # per warmup transition and chain
+    assert warm.shape == (4, 300) and warm.sum() == steps and warm.min() >= 1
 
     # no warmup: the documented unit step size, no warmup gradients (compiled code reused)
     cold = nh.infer.run_nuts(
         eight_schools, SIGMA, y=Y, key=jax.random.key(2), **kw | {"num_warmup": 0}
     )
-    assert cold.attrs["warmup_n_steps"] == 0
+    assert cold.attrs["warmup_n_steps"] == 0 and "warmup_sample_stats" not in cold.groups()
     np.testing.assert_array_equal(cold.sample_stats["step_size"].values, 1.0)
 
     # bad input, here because it reuses the compiled init: a NaN observation makes the

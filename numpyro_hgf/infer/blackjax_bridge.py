@@ -401,14 +401,15 @@ def _run(
                 stats.append(s)
                 bar.update(min(size, num_samples - start))
 
-    def stack(parts):
+    def stack(parts, length):
         # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
-        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:num_samples], *parts)
+        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:length], *parts)
         return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
 
-    warmup_steps = sum(int(np.sum(np.asarray(n, np.int64))) for n in warmup_counts)
-    posterior = stack(draws)
-    sample_stats = stack(stats)
+    posterior = stack(draws, num_samples)
+    sample_stats = stack(stats, num_samples)
+    warmup_stats = {"n_steps": stack(warmup_counts, num_warmup)} if num_warmup else {}
+    warmup_steps = int(np.sum(warmup_stats["n_steps"], dtype=np.int64)) if num_warmup else 0
     attrs = {
         "inference_library": "blackjax",
         "sampler": kind if not forces else "force_field_hmc",
@@ -419,7 +420,7 @@ def _run(
     if forces:
         attrs["force_sites"] = ",".join(sorted(forces))
     observed = {k: np.asarray(v) for k, v in observed.items()}
-    return inference_data(posterior, sample_stats, observed, attrs)
+    return inference_data(posterior, sample_stats, observed, attrs, warmup_stats)
 
 
 def run_nuts(
@@ -464,8 +465,9 @@ def run_nuts(
         deterministic sites, ``(chain, draw, *shape)``), ``sample_stats`` (``diverging``,
         ``acceptance_rate``, ``step_size``, ``tree_depth`` = number of doublings,
         ``n_steps`` = leapfrog steps = gradient evaluations, ``energy``, ``lp``) and
-        ``observed_data``; ``attrs["warmup_n_steps"]`` is the number of leapfrog steps
-        (gradient evaluations) spent in warmup, summed over chains.
+        ``observed_data``; with warmup, ``warmup_sample_stats["n_steps"]`` (``(chain,
+        num_warmup)``) holds the leapfrog steps of each warmup transition and
+        ``attrs["warmup_n_steps"]`` their sum (gradient evaluations spent in warmup).
 
     Raises:
         ValueError: ``num_samples`` / ``num_chains`` < 1, a discrete or ``Delta`` latent
