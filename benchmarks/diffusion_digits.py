@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -62,6 +63,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=Path("runs/diffusion_digits"))
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument(
+        "--logit", type=float, default=None, metavar="ALPHA",
+        help="fit in the standardised logit coordinates of nh.preprocessing.logit_coordinates",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -70,8 +75,11 @@ def parse_args(argv=None):
     return args
 
 
-def sample_grid(path, prior, key, n=64):
-    x = np.asarray(prior.sample(key, (n,))).reshape(n, 8, 8)
+def sample_grid(path, prior, key, n=64, coords=None):
+    x = prior.sample(key, (n,))
+    if coords is not None:  # z -> [0, 1) -> [-1, 1]
+        x = 2.0 * coords(x) - 1.0
+    x = np.asarray(x).reshape(n, 8, 8)
     rows = int(np.sqrt(n))
     fig, axes = plt.subplots(rows, n // rows, figsize=(n // rows, rows))
     for ax, image in zip(axes.ravel(), x, strict=True):
@@ -105,11 +113,15 @@ def main(argv=None):
         for row in rows:
             print(f"{row[0]}: {row[1]:.3f} bits/dim", flush=True)
 
+    coords = None
+    if args.logit is not None:  # the same dequantization, in [0, 1) then logit coordinates
+        train01, test01 = (jnp.minimum(0.5 * (x + 1.0), 1.0 - 2**-24) for x in (train_x, test_x))
+        coords = nh.preprocessing.logit_coordinates(train01, alpha=args.logit)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     t0 = time.perf_counter()
     prior = nh.train.fit_diffusion(
         VPSDE(),
-        train_x,
+        train_x if coords is None else coords.inv(train01),
         hidden=hidden,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -122,11 +134,16 @@ def main(argv=None):
     )
     jax.block_until_ready(prior.params)
     fit_s = time.perf_counter() - t0
-    nh.save(args.out_dir / "prior", prior)
-    bpd, nfe = ode_model_bpd(prior, test_x, args.eval_batch)
-    rows.append((f"VP diffusion, PF-ODE exact trace ({nfe:.0f} NFE)", bpd, f"{fit_s:.0f}"))
+    if coords is None:  # a prior on [-1, 1] images, as examples/diffusion_inpainting.py expects
+        nh.save(args.out_dir / "prior", prior)
+        bpd, nfe = ode_model_bpd(prior, test_x, args.eval_batch)
+        name = "VP diffusion"
+    else:
+        bpd, nfe = ode_model_bpd(prior, test01, args.eval_batch, coords)
+        name = f"VP diffusion (logit coordinates, alpha {args.logit:g})"
+    rows.append((f"{name}, PF-ODE exact trace ({nfe:.0f} NFE)", bpd, f"{fit_s:.0f}"))
     print(f"diffusion: {bpd:.3f} bits/dim, NFE {nfe:.0f}, fit {fit_s:.0f} s", flush=True)
-    png = sample_grid(args.out_dir / "digits_samples.png", prior, k_sample)
+    png = sample_grid(args.out_dir / "digits_samples.png", prior, k_sample, coords=coords)
 
     lines = ["| model | test bits/dim | fit (s) |", "|---|---|---|"]
     lines += [f"| {name} | {value:.3f} | {s} |" for name, value, s in rows]
@@ -134,7 +151,9 @@ def main(argv=None):
     lines.append(
         f"`python benchmarks/diffusion_digits.py --steps {args.steps} --hidden {args.hidden} "
         f"--lr {args.lr} --train-copies {args.train_copies} --dequant-draws "
-        f"{args.dequant_draws} --eps {args.eps} --seed {args.seed}`; {platform.machine()}, "
+        f"{args.dequant_draws} --eps {args.eps} --seed {args.seed}"
+        + (f" --logit {args.logit:g}" if coords is not None else "")
+        + f"`; {platform.machine()}, "
         f"{os.cpu_count()} CPUs, jax {jax.__version__}; sample grid: {png}"
     )
     table = "\n".join(lines)

@@ -51,8 +51,8 @@ def dequantized(key, raw, copies: int) -> jax.Array:
     )
 
 
-def bpd_from_density(log_density: np.ndarray) -> float:
-    return float(np.mean(nh.metrics.bits_per_dim(jnp.asarray(log_density), D, LEVELS, INTERVAL)))
+def bpd_from_density(log_density: np.ndarray, interval=INTERVAL) -> float:
+    return float(np.mean(nh.metrics.bits_per_dim(jnp.asarray(log_density), D, LEVELS, interval)))
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -88,14 +88,24 @@ def gaussian_mixture_bpd(train_x, test_x, components: int, seed: int):
 # ---------------------------------------------------------------------------- ODE models
 
 
-def ode_model_bpd(prior, test_x, batch: int) -> tuple[float, float]:
-    """Mean test bits/dim and mean NFE, exact trace, in batches."""
+def ode_model_bpd(prior, test_x, batch: int, coords=None) -> tuple[float, float]:
+    """Mean test bits/dim and mean NFE, exact trace, in batches; with ``coords`` (the
+    transform ``z -> x`` of :func:`numpyro_hgf.preprocessing.logit_coordinates`) the prior
+    is a density of ``z = coords.inv(x)``, ``test_x`` in ``[0, 1)``, and ``log p(x) =
+    log p(z) - log|dx/dz|``."""
     log_probs, nfes = [], []
     for i in range(0, test_x.shape[0], batch):
-        lp, nfe = prior.log_prob_with_nfe(test_x[i : i + batch])
+        x = test_x[i : i + batch]
+        if coords is None:
+            lp, nfe = prior.log_prob_with_nfe(x)
+        else:
+            z = coords.inv(x)
+            lp, nfe = prior.log_prob_with_nfe(z)
+            lp = lp - jnp.sum(coords.log_abs_det_jacobian(z, x), axis=-1)
         log_probs.append(np.asarray(lp))
         nfes.append(float(nfe))
-    return bpd_from_density(np.concatenate(log_probs)), float(np.mean(nfes))
+    interval = INTERVAL if coords is None else (0.0, 1.0)
+    return bpd_from_density(np.concatenate(log_probs), interval), float(np.mean(nfes))
 
 
 def parse_args(argv=None):
@@ -110,6 +120,11 @@ def parse_args(argv=None):
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--eval-batch", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--logit", type=float, default=None, metavar="ALPHA",
+        help="fit the ODE models in standardised logit coordinates with this alpha",
+    )  # fmt: skip
+    p.add_argument("--skip-baselines", action="store_true")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -126,16 +141,25 @@ def main(argv=None):
     train_x = dequantized(k_train, train_raw, args.train_copies)
     test_x = dequantized(k_test, test_raw, args.dequant_draws)
     rows = [("uniform on [-1, 1]^64", math.log2(LEVELS), "")]
+    coords = None
+    if args.logit is not None:  # the same dequantization, in [0, 1) then logit coordinates
+        train01, test01 = (jnp.minimum(0.5 * (x + 1.0), 1.0 - 2**-24) for x in (train_x, test_x))
+        coords = nh.preprocessing.logit_coordinates(train01, alpha=args.logit)
+    if args.skip_baselines:
+        rows = []
     t0 = time.perf_counter()
-    g = gaussian_mixture_bpd(train_x, test_x, 1, args.seed)
-    rows.append(("full-covariance Gaussian (dequantized)", g, f"{time.perf_counter() - t0:.0f}"))
-    for k in (10,):
+    if not args.skip_baselines:
+        g = gaussian_mixture_bpd(train_x, test_x, 1, args.seed)
+        rows.append(
+            ("full-covariance Gaussian (dequantized)", g, f"{time.perf_counter() - t0:.0f}")
+        )
+    for k in () if args.skip_baselines else (10,):
         t0 = time.perf_counter()
         g = gaussian_mixture_bpd(train_x, test_x, k, args.seed)
         rows.append(
             (f"Gaussian mixture, {k} full (dequantized)", g, f"{time.perf_counter() - t0:.0f}")
         )
-    for k in (32,):
+    for k in () if args.skip_baselines else (32,):
         t0 = time.perf_counter()
         c = categorical_mixture_bpd(train_raw, test_raw, k, 200, 0.5, args.seed)
         rows.append((f"mixture of {k} categoricals (EM)", c, f"{time.perf_counter() - t0:.0f}"))
@@ -147,13 +171,18 @@ def main(argv=None):
     solver = ODESolver("dopri5", rtol=args.tol, atol=args.tol)
     for name in args.paths.split(","):
         t0 = time.perf_counter()
+        fit_x = train_x if coords is None else coords.inv(train01)
         prior = nh.train.fit_velocity(
-            paths[name], train_x, hidden=hidden, steps=args.steps, batch_size=args.batch_size,
+            paths[name], fit_x, hidden=hidden, steps=args.steps, batch_size=args.batch_size,
             learning_rate=args.lr, key=k_fit, progress=False, trace="exact", solver=solver,
         )  # fmt: skip
         jax.block_until_ready(prior.params)
         fit_s = time.perf_counter() - t0
-        bpd, nfe = ode_model_bpd(prior, test_x, args.eval_batch)
+        if coords is None:
+            bpd, nfe = ode_model_bpd(prior, test_x, args.eval_batch)
+        else:
+            bpd, nfe = ode_model_bpd(prior, test01, args.eval_batch, coords)
+            name = f"{name} (logit coordinates, alpha {args.logit:g})"
         rows.append((f"{name} ODE, exact trace ({nfe:.0f} NFE)", bpd, f"{fit_s:.0f}"))
         print(f"{name}: {bpd:.3f} bits/dim, NFE {nfe:.0f}, fit {fit_s:.0f} s", flush=True)
 
@@ -163,7 +192,9 @@ def main(argv=None):
     lines.append(
         f"`python benchmarks/digits_likelihood.py --steps {args.steps} --hidden {args.hidden} "
         f"--lr {args.lr} --train-copies {args.train_copies} --dequant-draws "
-        f"{args.dequant_draws} --tol {args.tol} --seed {args.seed}`; {platform.machine()}, "
+        f"{args.dequant_draws} --tol {args.tol} --seed {args.seed}"
+        + (f" --logit {args.logit:g}" if coords is not None else "")
+        + f"`; {platform.machine()}, "
         f"{os.cpu_count()} CPUs, jax {jax.__version__}, Python {sys.version.split()[0]}."
     )
     table = "\n".join(lines)

@@ -416,7 +416,9 @@ def dequantize(key, raw_levels, num_levels: int = DIGITS_NUM_LEVELS, interval=(0
 def _dequantize(key, raw, num_levels: int, low: float, high: float):
     u = jax.random.uniform(key, raw.shape, jnp.float32)
     scale = (high - low) / num_levels
-    return (low + scale * (raw.astype(jnp.float32) + u)).astype(jnp.float32)
+    x = (low + scale * (raw.astype(jnp.float32) + u)).astype(jnp.float32)
+    # u < 1, but the top cell can round up to ``high`` in float32: keep the half-open range
+    return jnp.minimum(x, jnp.nextafter(jnp.float32(high), jnp.float32(low)))
 
 
 # --------------------------------------------------------------------------------------------
