@@ -1,6 +1,7 @@
 """Smoke runs of benchmarks/digits_likelihood.py and benchmarks/diffusion_digits.py in logit
 coordinates (``--quick``: tiny networks, 50 steps, so only the plumbing carries meaning: the
-rows exist, the bits/dim are finite, the sample grid is written).  Slow: each compiles an exact-trace ODE likelihood."""
+rows exist, the bits/dim are finite, the sample grid is written).  Slow: each compiles an
+exact-trace ODE likelihood."""
 
 import importlib.util
 import math
