@@ -5,9 +5,9 @@
 matrix per chain by Stan's windowed scheme (the schedule and pieces of
 ``blackjax.window_adaptation``), and sample with ``blackjax.nuts`` / ``blackjax.hmc`` with
 the chains vectorised by ``jax.vmap``.  Chains move on the flat unconstrained vector; warmup
-and sampling are separate compiled loops, so sampling does no adaptation work.  The kept
-draws are mapped back through the model (constrained values and deterministic sites) in
-one batch after the loop.
+and sampling are separate compiled loops (one program when there is no progress bar), so
+sampling does no adaptation work.  The kept draws are mapped back through the model
+(constrained values and deterministic sites) in one batch after the loop.
 
 With ``forces={"x": F}``, :func:`run_hmc` runs force-field HMC
 (:func:`numpyro_hgf.infer.force_field_hmc`): the leapfrog uses the learned force for the
@@ -15,8 +15,11 @@ learned-prior site ``x`` and autodiff for the rest of the model, and the Metropo
 uses the exact model log density unless ``adjusted=False`` (then the result is flagged
 unadjusted in ``sample_stats["is_adjusted"]`` and in ``attrs``).
 
-Compiled samplers are cached per (model, static arguments, settings): array arguments are
-passed as data, so a second call with new data of the same shapes does not recompile.
+Compiled samplers and the model's trace are cached per (model, static arguments, shapes and
+dtypes of the array arguments, settings): array arguments are passed as data, so a second call
+with new data of the same shapes neither re-traces the model nor recompiles, and data of
+another shape gets its own trace and programs.  Models with ``numpyro.param`` sites are not
+cached (their values are frozen at trace time).
 """
 
 from __future__ import annotations
