@@ -22,7 +22,17 @@ Writes ``inpainting.png`` (rows: observation / truth / posterior mean / posterio
 column block per method), ``summary.json`` (RMSE of each posterior mean on the hidden and on
 the observed pixels, NUTS diagnostics, timings) and the trained prior (``models/prior``).
 
-    python examples/diffusion_inpainting.py --out runs/inpainting          # ~15 min on a CPU
+With ``--logit ALPHA`` the prior is fitted in the standardised logit coordinates ``z`` of
+:func:`numpyro_hgf.preprocessing.logit_coordinates` (uniformly dequantized training pixels,
+``x = 2 (raw + u) / 17 - 1``; a much better density, 2.19 against 3.24 bits/dim), the NumPyro
+model samples ``z ~ prior`` with the pixels ``x = g(z)`` as a deterministic site, and the
+score-based sampler runs in ``z`` with the same noise-conditional approximation pushed
+through ``g`` by the delta method: ``p_t(y | z_t) ~ N(y; g(z_t / alpha), sigma_y^2 +
+g'(z_t / alpha)^2 sigma(t)^2 / alpha(t)^2)`` on the observed pixels.  The truth is then the
+cell centre ``2 (raw + 1/2) / 17 - 1`` of the test digit.
+
+    python examples/diffusion_inpainting.py --out runs/inpainting          # ~10 min on a CPU
+    python examples/diffusion_inpainting.py --logit 0.001 --out runs/inpainting_logit
     python examples/diffusion_inpainting.py --smoke --out /tmp/inpaint     # a wiring check
 """
 
@@ -80,6 +90,10 @@ def parse_args(argv=None):
     parser.add_argument("--image", type=int, default=0, help="index of the test digit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny settings, a wiring check")
+    parser.add_argument(
+        "--logit", type=float, default=None, metavar="ALPHA",
+        help="fit and sample the prior in standardised logit coordinates",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not 0.0 < args.observed <= 1.0:
         parser.error(f"--observed: expected a fraction in (0, 1], got {args.observed}")
@@ -88,8 +102,23 @@ def parse_args(argv=None):
     return args
 
 
-def train_prior(settings, key, progress):
-    data = nh.datasets.digits("train").images.reshape(-1, 64)
+def logit_pixels(key, alpha, copies=32):
+    """``(to_pixels, train_z)``: ``to_pixels(z) = 2 g01(z) - 1`` in ``[-1, 1)`` with ``g01``
+    the transform of :func:`numpyro_hgf.preprocessing.logit_coordinates` fitted to ``copies``
+    uniform dequantizations of the training digits, and those copies in ``z``."""
+    raw = nh.datasets.digits("train", form="raw").images.reshape(-1, 64)
+    keys = jax.random.split(key, copies)
+    train01 = jnp.concatenate(
+        [nh.datasets.dequantize(k, raw, 17, interval=(0.0, 1.0)) for k in keys]
+    )
+    g01 = nh.preprocessing.logit_coordinates(train01, alpha=alpha)
+    to_pixels = dist.transforms.ComposeTransform([g01, dist.transforms.AffineTransform(-1.0, 2.0)])
+    return to_pixels, g01.inv(train01)
+
+
+def train_prior(settings, key, progress, data=None):
+    if data is None:
+        data = nh.datasets.digits("train").images.reshape(-1, 64)
     return nh.train.fit_diffusion(
         VPSDE(),
         data,
@@ -102,36 +131,50 @@ def train_prior(settings, key, progress):
     )
 
 
-def inpainting_model(prior, sigma_y):
-    """The NumPyro model ``x ~ prior``, ``y ~ Normal(x, sigma_y)`` on the observed pixels."""
+def inpainting_model(prior, sigma_y, to_pixels=None):
+    """The NumPyro model ``x ~ prior``, ``y ~ Normal(x, sigma_y)`` on the observed pixels; with
+    ``to_pixels`` the prior is over ``z`` and ``x = to_pixels(z)`` is deterministic."""
 
     def model(y, mask):
-        x = numpyro.sample("x", prior)
+        if to_pixels is None:
+            x = numpyro.sample("x", prior)
+        else:
+            x = numpyro.deterministic("x", to_pixels(numpyro.sample("z", prior)))
         numpyro.sample("y", dist.Normal(x, sigma_y).mask(mask).to_event(1), obs=y)
 
     return model
 
 
-def posterior_score(prior, y, mask, sigma_y):
-    """``s_t(x) + grad log p_t(y | x)`` with the noise-conditional likelihood approximation."""
+def posterior_score(prior, y, mask, sigma_y, to_pixels=None):
+    """``s_t(x) + grad log p_t(y | x)`` with the noise-conditional likelihood approximation
+    (in ``z`` through ``x = to_pixels(z)`` by the delta method when given)."""
     sde = prior.sde
     m = mask.astype(y.dtype)
 
     def score(x, t):
         a, s = sde.alpha(t), sde.sigma(t)
-        likelihood = m * (a * y - x) / (a**2 * sigma_y**2 + s**2)
+        if to_pixels is None:
+            likelihood = m * (a * y - x) / (a**2 * sigma_y**2 + s**2)
+        else:  # x is z here: the mean g(z / a), slope g'(z / a) elementwise
+            mean, slope = jax.jvp(to_pixels, (x / a,), (jnp.ones_like(x),))
+            variance = sigma_y**2 + (slope * s / a) ** 2
+            likelihood = m * slope / a * (y - mean) / variance
         return prior.score(x, t) + likelihood
 
     return score
 
 
-def run_nuts(prior, y, mask, sigma_y, settings, key):
-    model = inpainting_model(prior, sigma_y)
+def run_nuts(prior, y, mask, sigma_y, settings, key, to_pixels=None):
+    model = inpainting_model(prior, sigma_y, to_pixels)
     init = jnp.where(mask, y, 0.0)  # start at the observation, 0 on the hidden pixels
+    if to_pixels is None:
+        values = {"x": init}
+    else:  # the same start in z (pixels kept inside the open range of the transform)
+        values = {"z": to_pixels.inv(jnp.clip(init, -0.99, 0.99))}
     kernel = NUTS(
         model,
         max_tree_depth=settings["max_tree_depth"],
-        init_strategy=numpyro.infer.init_to_value(values={"x": init}),
+        init_strategy=numpyro.infer.init_to_value(values=values),
     )
     mcmc = MCMC(
         kernel,
@@ -143,11 +186,12 @@ def run_nuts(prior, y, mask, sigma_y, settings, key):
     return az.from_numpyro(mcmc)
 
 
-def run_score_based(prior, y, mask, sigma_y, settings, key):
+def run_score_based(prior, y, mask, sigma_y, settings, key, to_pixels=None):
     n = settings["num_chains_score"]
     x_T = prior.base.sample(jax.random.fold_in(key, 1), (n,))
-    score = posterior_score(prior, y, mask, sigma_y)
-    return nh.samplers.predictor_corrector(key, score, prior.sde, x_T, settings["pc_steps"])
+    score = posterior_score(prior, y, mask, sigma_y, to_pixels)
+    draws = nh.samplers.predictor_corrector(key, score, prior.sde, x_T, settings["pc_steps"])
+    return draws if to_pixels is None else to_pixels(draws)
 
 
 def plot(path, truth, y, mask, results):
@@ -183,10 +227,15 @@ def main(argv=None):
     timings = {}
 
     start = time.perf_counter()
+    to_pixels = train_z = None
+    if args.logit is not None:
+        if args.prior is not None:
+            raise SystemExit("--prior: a saved pixel prior cannot be combined with --logit")
+        to_pixels, train_z = logit_pixels(jax.random.fold_in(k_train, 1), args.logit)
     if args.prior is not None:
         prior = nh.load(args.prior)
     else:
-        prior = train_prior(settings, k_train, progress=not args.smoke)
+        prior = train_prior(settings, k_train, progress=not args.smoke, data=train_z)
         nh.save(args.out / "models" / "prior", prior)
     timings["train_s"] = time.perf_counter() - start
     # NUTS needs a deterministic, differentiable log_prob: exact trace, fixed-step solver
@@ -202,16 +251,21 @@ def main(argv=None):
     )
 
     truth = nh.datasets.digits("test").images[args.image].reshape(64)
+    if to_pixels is not None:  # the cell centre of each grey level, as the prior sees pixels
+        raw = nh.datasets.digits("test", form="raw").images[args.image].reshape(64)
+        truth = 2.0 * (raw + 0.5) / 17.0 - 1.0
     mask = jax.random.uniform(k_mask, (64,)) < args.observed
     y = jnp.where(mask, truth + args.sigma_y * jax.random.normal(k_noise, (64,)), 0.0)
 
     start = time.perf_counter()
-    idata = run_nuts(prior, y, mask, args.sigma_y, settings, k_nuts)
+    idata = run_nuts(prior, y, mask, args.sigma_y, settings, k_nuts, to_pixels)
     timings["nuts_s"] = time.perf_counter() - start
     nuts_draws = np.asarray(idata.posterior["x"]).reshape(-1, 64)
 
     start = time.perf_counter()
-    score_draws = np.asarray(run_score_based(prior, y, mask, args.sigma_y, settings, k_score))
+    score_draws = np.asarray(
+        run_score_based(prior, y, mask, args.sigma_y, settings, k_score, to_pixels)
+    )
     timings["score_based_s"] = time.perf_counter() - start
 
     results = {"NUTS (PF-ODE log_prob)": nuts_draws, "score-based (PC)": score_draws}
@@ -223,7 +277,12 @@ def main(argv=None):
         return float(np.sqrt(np.mean((draws.mean(0) - np.asarray(truth))[where] ** 2)))
 
     summary = {
-        "settings": {**settings, "observed": args.observed, "sigma_y": args.sigma_y},
+        "settings": {
+            **settings,
+            "observed": args.observed,
+            "sigma_y": args.sigma_y,
+            "logit": args.logit,
+        },
         "rmse_hidden": {k: rmse(v, hidden) for k, v in results.items()},
         "rmse_observed": {k: rmse(v, ~hidden) for k, v in results.items()},
         "rmse_hidden_prior_mean_zero": float(np.sqrt(np.mean(np.asarray(truth)[hidden] ** 2))),
