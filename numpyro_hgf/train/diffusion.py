@@ -26,6 +26,7 @@ import optax
 
 from numpyro_hgf._checks import _describe, check_choice, check_finite, check_positive_int
 from numpyro_hgf.train.trainer import Trainer, TrainResult
+from numpyro_hgf.train.validation import early_stopping
 
 __all__ = ["fit_diffusion", "diffusion_score_matching_loss"]
 
@@ -75,6 +76,9 @@ def fit_diffusion(
     clip_norm: float | None = 1.0,
     progress: bool | None = None,
     return_result: bool = False,
+    validation=None,
+    validate_every: int | None = None,
+    patience: int | None = None,
     **prior_options,
 ):
     """Learn the score of ``sde``'s marginals on ``data``; return a ``DiffusionPrior``.
@@ -93,6 +97,12 @@ def fit_diffusion(
             progress bar is the trainer's; silence it with ``progress=False`` or
             ``NUMPYRO_HGF_PROGRESS=0``); the prior uses the EMA params when EMA is on.
         return_result: also return the :class:`~numpyro_hgf.train.TrainResult`.
+        validation: held-out rows ``(m, *event_shape)`` (split off the *training* data) or
+            ``None``.  The training loss on them (fixed draws,
+            :func:`numpyro_hgf.train.validation.held_out_loss`) is computed every
+            ``validate_every`` steps on the params in use (EMA when on), and the prior gets
+            the params with the lowest one; ``patience``: stop after that many validations
+            without improvement.  The history is ``result.validation``.
         prior_options: passed to :class:`~numpyro_hgf.distributions.DiffusionPrior`
             (``sampler``, ``num_steps``, ``solver``, ``trace``, ...).
 
@@ -145,7 +155,16 @@ def fit_diffusion(
         progress=progress,
         description=f"fit_diffusion ({sde.name})",
     )
-    result: TrainResult = trainer.fit(params, data, steps, train_key)
+    stopping = early_stopping(
+        loss_fn,
+        validation,
+        jax.random.fold_in(train_key, 1),
+        like=data,
+        steps=steps,
+        validate_every=validate_every,
+        patience=patience,
+    )
+    result: TrainResult = trainer.fit(params, data, steps, train_key, **stopping)
     prior_options.setdefault("eps", eps)
     prior = DiffusionPrior(
         network, result.params, sde, event_shape=event_shape, output=output, **prior_options

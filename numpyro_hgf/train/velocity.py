@@ -19,6 +19,7 @@ import optax
 
 from numpyro_hgf._checks import check_finite, check_positive_int
 from numpyro_hgf.train.trainer import Trainer, TrainResult
+from numpyro_hgf.train.validation import early_stopping
 
 __all__ = ["fit_velocity", "velocity_matching_loss"]
 
@@ -49,6 +50,9 @@ def fit_velocity(
     clip_norm: float | None = 1.0,
     progress: bool | None = None,
     return_result: bool = False,
+    validation=None,
+    validate_every: int | None = None,
+    patience: int | None = None,
     trainer_options: dict | None = None,
     **prior_options,
 ):
@@ -66,6 +70,12 @@ def fit_velocity(
         ema_decay, clip_norm, progress: as for :class:`~numpyro_hgf.train.Trainer`; the
             prior uses the EMA params when EMA is on.
         return_result: also return the :class:`~numpyro_hgf.train.TrainResult`.
+        validation: held-out rows ``(m, *event_shape)`` (split off the *training* data) or
+            ``None``.  The training loss on them (fixed draws,
+            :func:`numpyro_hgf.train.validation.held_out_loss`) is computed every
+            ``validate_every`` steps on the params in use (EMA when on), and the prior gets
+            the params with the lowest one; ``patience``: stop after that many validations
+            without improvement.  The history is ``result.validation``.
         trainer_options: further :class:`~numpyro_hgf.train.Trainer` options (``devices``,
             ``precision``, ``checkpoint_dir``, ``checkpoint_every``, ``callback``, ...); see
             :func:`numpyro_hgf.train.images.fit_images` for images with a ``UNet``.
@@ -89,6 +99,8 @@ def fit_velocity(
         raise ValueError(f"data: expected an array of shape (n, *event_shape), got {data.shape}")
     check_finite("data", data)
     path.check_data(data, name="data")
+    if validation is not None:
+        path.check_data(jnp.asarray(validation), name="validation")
     steps = check_positive_int("steps", steps)
     event_shape = tuple(data.shape[1:])
     if velocity is None:
@@ -112,6 +124,15 @@ def fit_velocity(
         description=f"fit_velocity ({path.name})",
         **(trainer_options or {}),
     )
-    result: TrainResult = trainer.fit(params, data, steps, train_key)
+    stopping = early_stopping(
+        loss_fn,
+        validation,
+        jax.random.fold_in(train_key, 1),
+        like=data,
+        steps=steps,
+        validate_every=validate_every,
+        patience=patience,
+    )
+    result: TrainResult = trainer.fit(params, data, steps, train_key, **stopping)
     prior = HGFPrior(velocity, result.params, path, event_shape=event_shape, **prior_options)
     return (prior, result) if return_result else prior
