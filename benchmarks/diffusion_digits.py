@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -44,6 +43,7 @@ from digits_likelihood import (  # noqa: E402
     categorical_mixture_bpd,
     dequantized,
     gaussian_mixture_bpd,
+    logit_split,
     ode_model_bpd,
     raw_digits,
 )
@@ -115,8 +115,7 @@ def main(argv=None):
 
     coords = None
     if args.logit is not None:  # the same dequantization, in [0, 1) then logit coordinates
-        train01, test01 = (jnp.minimum(0.5 * (x + 1.0), 1.0 - 2**-24) for x in (train_x, test_x))
-        coords = nh.preprocessing.logit_coordinates(train01, alpha=args.logit)
+        coords, train01, test01 = logit_split(train_x, test_x, args.logit)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     t0 = time.perf_counter()
     prior = nh.train.fit_diffusion(

@@ -237,12 +237,7 @@ def _prepared(model, args, kwargs, key, rebuild, signature, spec):
     hit = _CACHE.pop(cache_key, None) if cache_key is not None else None
     if hit is None:
         mp = model_potential(
-            model,
-            args,
-            kwargs,
-            key(),
-            init_strategy=spec["init_strategy"],
-            forces=dict(spec["forces"]) if spec["forces"] else None,
+            model, args, kwargs, key, init_strategy=spec["init_strategy"], forces=spec["forces"]
         )
         hit = (mp, _build_functions(mp, rebuild, spec))
         if cache_key is None or mp.has_params:
@@ -325,10 +320,14 @@ def _run(
     # run; one compiled program per phase); without one, warmup and sampling are one call
     length = math.ceil(total / min(10, total)) if show else None
     single = bool(num_warmup) and adapt and not show  # the common case: one dispatch
-    warmup_length = (
-        math.ceil(num_warmup / (length or num_warmup)) * (length or num_warmup) if num_warmup else 0
-    )
-    sample_length = math.ceil(num_samples / (length or num_samples)) * (length or num_samples)
+
+    def chunk(n):  # steps per call of a phase of n steps
+        return length or n
+
+    def padded(n):  # the phase's steps rounded up to whole chunks (padding steps are dropped)
+        return math.ceil(n / chunk(n)) * chunk(n) if n else 0
+
+    warmup_length, sample_length = padded(num_warmup), padded(num_samples)
     key_trace, init_keys, warmup_keys, sample_keys = _split_keys(
         key, num_chains, warmup_length, sample_length
     )
@@ -345,7 +344,7 @@ def _run(
         "init_strategy": init_strategy,
     }
     mp, (init_fn, warmup_fn, sample_fn, whole_fn) = _prepared(
-        model, args, kwargs, lambda: key_trace, rebuild, signature, spec
+        model, args, kwargs, key_trace, rebuild, signature, spec
     )
 
     dim = sum(int(np.size(v)) for v in mp.prototype.values())
@@ -383,7 +382,7 @@ def _run(
             draws.append(d)
             stats.append(s)
         elif num_warmup:
-            size = length or num_warmup
+            size = chunk(num_warmup)
             schedule = adaptation.schedule(num_warmup, warmup_length, adapt)
             for start in range(0, warmup_length, size):
                 sl = slice(start, start + size)
@@ -397,7 +396,7 @@ def _run(
                 warmup_counts.append(n_steps)  # summed after sampling: no host sync here
                 bar.update(min(size, num_warmup - start))
         if not draws:
-            size = length or num_samples
+            size = chunk(num_samples)
             for start in range(0, sample_length, size):
                 carry, (d, s) = sample_fn(carry, sample_keys[start : start + size], dynamic)
                 draws.append(d)

@@ -156,14 +156,9 @@ def fit_diffusion(
         description=f"fit_diffusion ({sde.name})",
     )
     stopping = early_stopping(
-        loss_fn,
-        validation,
-        jax.random.fold_in(train_key, 1),
-        like=data,
-        steps=steps,
-        validate_every=validate_every,
-        patience=patience,
-    )
+        loss_fn, validation, train_key, like=data, steps=steps,
+        validate_every=validate_every, patience=patience,
+    )  # fmt: skip
     result: TrainResult = trainer.fit(params, data, steps, train_key, **stopping)
     prior_options.setdefault("eps", eps)
     prior = DiffusionPrior(

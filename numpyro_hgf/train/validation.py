@@ -48,7 +48,7 @@ def held_out_loss(loss_fn: Callable, validation, key, *, like) -> Callable[[obje
 def early_stopping(
     loss_fn: Callable,
     validation,
-    key,
+    train_key,
     *,
     like,
     steps: int,
@@ -58,9 +58,9 @@ def early_stopping(
     """Keyword arguments of :meth:`numpyro_hgf.train.Trainer.fit` for the ``validation`` /
     ``validate_every`` / ``patience`` options of the ``fit_*`` functions.
 
-    With ``validation`` rows, the trainer computes :func:`held_out_loss` every
-    ``validate_every`` steps and returns the best validated params (``patience=None``: it never
-    stops early); without them, ``{}``.
+    With ``validation`` rows, the trainer computes :func:`held_out_loss` (draws from
+    ``fold_in(train_key, 1)``) every ``validate_every`` steps and returns the best validated
+    params (``patience=None``: it never stops early); without them, ``{}``.
 
     Raises:
         ValueError: ``patience`` without ``validation``; bad ``validation`` rows.
@@ -70,7 +70,9 @@ def early_stopping(
             raise ValueError("patience: early stopping needs validation rows, got validation=None")
         return {}
     return {
-        "validation_fn": held_out_loss(loss_fn, validation, key, like=like),
+        "validation_fn": held_out_loss(
+            loss_fn, validation, jax.random.fold_in(train_key, 1), like=like
+        ),
         "validate_every": validate_every,
         # the trainer keeps the best params only with a patience: one that cannot run out
         "patience": patience if patience is not None else steps + 1,

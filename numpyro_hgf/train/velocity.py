@@ -125,14 +125,9 @@ def fit_velocity(
         **(trainer_options or {}),
     )
     stopping = early_stopping(
-        loss_fn,
-        validation,
-        jax.random.fold_in(train_key, 1),
-        like=data,
-        steps=steps,
-        validate_every=validate_every,
-        patience=patience,
-    )
+        loss_fn, validation, train_key, like=data, steps=steps,
+        validate_every=validate_every, patience=patience,
+    )  # fmt: skip
     result: TrainResult = trainer.fit(params, data, steps, train_key, **stopping)
     prior = HGFPrior(velocity, result.params, path, event_shape=event_shape, **prior_options)
     return (prior, result) if return_result else prior
