@@ -13,14 +13,17 @@ A model class takes part by being *saveable*:
 * ``cls.from_config(config) -> model``: rebuilds the architecture with template params;
 * ``model.params`` and ``model.with_params(params) -> model``.
 
-and by registering itself with :func:`register_model` under a ``kind`` name.  Loading
-rebuilds the architecture from the config, then restores the params into the template's
-structure, so a mismatch (a file edited by hand, an incompatible version) is an error,
-never a silently wrong model.
+and by registering itself with :func:`register_model` under a ``kind`` name.  This module
+knows no model module: the registry fills as model classes are defined, ``save`` writes the
+module that defines the class into ``model.json``, and ``load`` imports that module (only
+modules of this package) before it looks the kind up.  Loading rebuilds the architecture
+from the config, then restores the params into the template's structure, so a mismatch (a
+file edited by hand, an incompatible version) is an error, never a silently wrong model.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +31,8 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 from flax import serialization
+
+from numpyro_hgf._version import __version__
 
 __all__ = ["save", "load", "register_model", "FORMAT_VERSION"]
 
@@ -63,8 +68,6 @@ def _param_shapes(params) -> dict[str, list[int]]:
 
 def save(path, model: Saveable) -> Path:
     """Write ``model`` to the directory ``path`` (created if needed); returns the path."""
-    from numpyro_hgf import __version__
-
     kind = getattr(type(model), "model_kind", None)
     if kind is None or not hasattr(model, "save_config"):
         raise TypeError(
@@ -79,6 +82,7 @@ def save(path, model: Saveable) -> Path:
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "package_version": __version__,
+        "module": type(model).__module__,
         "config": model.save_config(),
         "param_shapes": _param_shapes(params),
     }
@@ -114,7 +118,7 @@ def load(path):
             f"(written by numpyro_hgf {metadata.get('package_version', '?')}); "
             "re-save it with a compatible version"
         )
-    _import_model_modules()
+    _import_model_module(metadata.get("module"))
     kind = metadata.get("kind")
     if kind not in _REGISTRY:
         raise ValueError(f"path: unknown model kind {kind!r}; known kinds: {sorted(_REGISTRY)}")
@@ -133,7 +137,17 @@ def load(path):
     return template.with_params(params)
 
 
-def _import_model_modules() -> None:
-    """Import the modules that register saveable kinds (they register on import)."""
-    import numpyro_hgf.distributions  # noqa: F401
-    import numpyro_hgf.flows  # noqa: F401
+def _import_model_module(module) -> None:
+    """Import the module that defines a saved kind (its class registers itself on import).
+
+    Files written before the module was recorded name none: the package root is imported,
+    which imports every model family.
+    """
+    if not isinstance(module, str) or not (
+        module == "numpyro_hgf" or module.startswith("numpyro_hgf.")
+    ):
+        module = "numpyro_hgf"
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        importlib.import_module("numpyro_hgf")
