@@ -1,58 +1,29 @@
-"""Data that ships with the package: toy 2-D densities, 8x8 digits, two small clinical tables.
-
-Nothing here downloads anything.
-
-* :func:`toy2d` -- the six 2-D benchmark densities of FFJORD (Grathwohl et al. 2019,
-  ``lib/toy_data.py`` in ``rtqichen/ffjord``), re-implemented with ``jax.random`` so that the
-  same key gives the same points (no NumPy / scikit-learn global randomness).
-* :func:`digits` -- scikit-learn's bundled 8x8 handwritten digits with a fixed train/test split,
-  as grey levels, scaled to ``[-1, 1]`` or binarized; :func:`dequantize` turns the integer grey
-  levels into continuous data for density models.
-* :func:`theophylline` and :func:`sleepstudy` -- the two tables in ``numpyro_hgf/data``.
-"""
+"""The six 2-D benchmark densities of FFJORD (Grathwohl et al. 2019, ``lib/toy_data.py`` in
+``rtqichen/ffjord``) and FlowJAX's two moons, re-implemented with ``jax.random`` so that the
+same key gives the same points (no NumPy / scikit-learn global randomness)."""
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import math
-from importlib import resources
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_hgf._checks import (
-    _describe,
     check_choice,
-    check_finite,
     check_positive_int,
-    is_concrete,
+    describe,
 )
-from numpyro_hgf.metrics import _check_interval
 
 __all__ = [
     "TOY2D_NAMES",
-    "DIGITS_NUM_LEVELS",
     "TWO_MOONS_ENTROPY",
     "FLOWJAX_MOONS_ENTROPY",
-    "Digits",
-    "Theophylline",
-    "SleepStudy",
     "toy2d",
     "toy2d_stats",
     "standardize",
-    "digits",
-    "dequantize",
-    "theophylline",
-    "sleepstudy",
 ]
-
-# --------------------------------------------------------------------------------------------
-# toy 2-D densities
-# --------------------------------------------------------------------------------------------
 
 TOY2D_NAMES: tuple[str, ...] = (
     "two_moons",
@@ -133,7 +104,7 @@ def standardize(x, axis: int = 0) -> jax.Array:
     """
     x = jnp.asarray(x)
     if x.ndim == 0:
-        raise ValueError(f"x: expected an array with a sample axis, got {_describe(x)}")
+        raise ValueError(f"x: expected an array with a sample axis, got {describe(x)}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis: expected an axis of an array of rank {x.ndim}, got {axis}")
     return _standardize(x, axis % x.ndim)
@@ -299,235 +270,3 @@ def _toy2d(name: str, n: int, key, standardize: bool) -> jax.Array:
         mean, std = toy2d_stats(name)
         x = (x - mean) / std
     return x
-
-
-# --------------------------------------------------------------------------------------------
-# digits
-# --------------------------------------------------------------------------------------------
-
-#: Grey levels of the 8x8 digits: integers 0..16, i.e. 17 levels.
-DIGITS_NUM_LEVELS = 17
-
-
-class Digits(NamedTuple):
-    """8x8 handwritten digits.
-
-    Attributes:
-      images: ``(n, 8, 8)`` float32 -- grey levels 0..16 (``raw``), in ``[-1, 1]``
-        (``scaled``: ``2 raw / 16 - 1``) or in ``{0, 1}`` (``binary``: ``raw > 8``).
-      labels: ``(n,)`` int32 digit classes 0..9.
-    """
-
-    images: jax.Array
-    labels: jax.Array
-
-
-@functools.lru_cache(maxsize=1)
-def _digits_numpy() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()  # ships inside the scikit-learn wheel
-    images = np.asarray(bunch.images, np.float32)  # (1797, 8, 8), integers 0..16
-    labels = np.asarray(bunch.target, np.int32)
-    x_tr, x_te, y_tr, y_te = train_test_split(images, labels, test_size=0.2, random_state=0)
-    out = {"train": (x_tr, y_tr), "test": (x_te, y_te), "both": (images, labels)}
-    for arr in (a for pair in out.values() for a in pair):
-        arr.setflags(write=False)
-    return out
-
-
-def digits(split: str = "train", form: str = "scaled") -> Digits:
-    """scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``).
-
-    The split is ``train_test_split(test_size=0.2, random_state=0)``: 1,437 training and 360
-    test images; ``"both"`` gives all 1,797 in scikit-learn's original order.
-
-    Args:
-      split: ``"train"``, ``"test"`` or ``"both"``.
-      form: ``"scaled"`` (``[-1, 1]``, ``2 raw / 16 - 1``), ``"raw"`` (grey levels 0..16 as
-        float32; :data:`DIGITS_NUM_LEVELS` = 17 levels) or ``"binary"`` (``raw > 8`` as 0./1.).
-
-    Returns:
-      :class:`Digits` with ``images`` ``(n, 8, 8)`` float32 and ``labels`` ``(n,)`` int32.
-
-    For continuous density models on the discrete grey levels use :func:`dequantize` and report
-    :func:`numpyro_hgf.metrics.bits_per_dim` with ``num_levels=17``.
-    """
-    check_choice("split", split, ("train", "test", "both"))
-    check_choice("form", form, ("scaled", "raw", "binary"))
-    raw, labels = _digits_numpy()[split]
-    if form == "raw":
-        images = raw
-    elif form == "scaled":
-        images = raw * np.float32(2.0 / 16.0) - np.float32(1.0)
-    else:
-        images = (raw > 8).astype(np.float32)
-    return Digits(jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32))
-
-
-def dequantize(key, raw_levels, num_levels: int = DIGITS_NUM_LEVELS, interval=(0.0, 1.0)):
-    """Uniform dequantization of integer levels into continuous data.
-
-    ``x = low + (high - low) (raw + u) / num_levels`` with ``u ~ U[0, 1)`` i.i.d. per entry, so
-    ``x`` lies in ``[low, high)``; the default ``interval=(0, 1)`` gives ``(raw + u) / L``, and
-    ``interval=(-1, 1)`` gives ``2 (raw + u) / L - 1``.
-
-    Log-likelihood correction.  Each level ``k`` owns the cell ``[k, k+1) * scale + low`` of
-    width ``scale = (high - low) / num_levels`` in ``x``-space, so for any continuous density
-    ``p`` on ``x`` (Jensen, Theis et al. 2016)::
-
-        log P(raw) >= E_u[log p(x)] + D log(scale),     D = number of dimensions,
-
-    and the bits/dim of the discrete data is bounded by
-    ``-(E_u[log p(x)] + D log scale) / (D log 2)`` -- what
-    :func:`numpyro_hgf.metrics.bits_per_dim` computes with the same ``num_levels`` and
-    ``interval``.  Example: the uniform density on ``[-1, 1]^D`` has ``log p = -D log 2``; with
-    17 levels its bits/dim is ``log2(17) = 4.09``.
-
-    Args:
-      key: a ``jax.random`` key.
-      raw_levels: array of integer levels in ``0 .. num_levels - 1`` (any shape, any numeric
-        dtype), e.g. ``digits(form="raw").images``.
-      num_levels: number of discrete levels ``L`` (17 for the digits).
-      interval: ``(low, high)`` of the continuous data.
-
-    Returns:
-      float32 array of the shape of ``raw_levels``.
-    """
-    num_levels = check_positive_int("num_levels", num_levels)
-    low, high = _check_interval(interval)
-    raw = jnp.asarray(raw_levels)
-    check_finite("raw_levels", raw)
-    if not np.issubdtype(raw.dtype, np.number) or raw.dtype == jnp.bool_:
-        raise TypeError(f"raw_levels: expected a numeric array of levels, got {_describe(raw)}")
-    if is_concrete(raw) and raw.size:
-        arr = np.asarray(raw)
-        integral = bool(np.all(arr == np.round(arr)))
-        if not integral or arr.min() < 0 or arr.max() > num_levels - 1:
-            raise ValueError(
-                f"raw_levels: expected integer levels in 0..{num_levels - 1}, got "
-                f"{'non-integer ' if not integral else ''}values in [{arr.min()}, {arr.max()}]"
-            )
-    return _dequantize(key, raw, num_levels, low, high)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _dequantize(key, raw, num_levels: int, low: float, high: float):
-    u = jax.random.uniform(key, raw.shape, jnp.float32)
-    scale = (high - low) / num_levels
-    x = (low + scale * (raw.astype(jnp.float32) + u)).astype(jnp.float32)
-    # u < 1, but the top cell can round up to ``high`` in float32: keep the half-open range
-    return jnp.minimum(x, jnp.nextafter(jnp.float32(high), jnp.float32(low)))
-
-
-# --------------------------------------------------------------------------------------------
-# clinical tables
-# --------------------------------------------------------------------------------------------
-
-
-class Theophylline(NamedTuple):
-    """Theophylline pharmacokinetics (Boeckmann, Sheiner & Beal 1994; R's ``datasets::Theoph``).
-
-    12 subjects, one oral dose at time 0, 132 rows (11 samples per subject).  Every field is a
-    ``(132,)`` NumPy array, one entry per observation, sorted by subject then time.
-
-    Attributes:
-      subject: int, subject id as in the file (1..12).
-      subject_index: int, 0-based contiguous index (0..11), in order of first appearance.
-      weight_kg: float, body weight (kg).
-      dose_mg_per_kg: float, oral dose per kg of body weight (mg/kg).
-      dose_mg: float, the dose in mg, ``dose_mg_per_kg * weight_kg``.
-      time_h: float, time since the dose (h).
-      conc_mg_per_l: float, theophylline plasma concentration (mg/L).
-    """
-
-    subject: np.ndarray
-    subject_index: np.ndarray
-    weight_kg: np.ndarray
-    dose_mg_per_kg: np.ndarray
-    dose_mg: np.ndarray
-    time_h: np.ndarray
-    conc_mg_per_l: np.ndarray
-
-    @property
-    def num_subjects(self) -> int:
-        return int(self.subject_index.max()) + 1
-
-
-class SleepStudy(NamedTuple):
-    """Reaction times under sleep deprivation (Belenky et al. 2003, as shipped with lme4).
-
-    18 subjects x 10 days = 180 rows; every field is a ``(180,)`` NumPy array.  The standard
-    model is ``reaction_ms ~ days + (days | subject)``.
-
-    Attributes:
-      subject: int, subject id as in the file (308..372).
-      subject_index: int, 0-based contiguous index (0..17), in order of first appearance.
-      days: int, days of sleep deprivation (0..9).
-      reaction_ms: float, average reaction time (ms).
-    """
-
-    subject: np.ndarray
-    subject_index: np.ndarray
-    days: np.ndarray
-    reaction_ms: np.ndarray
-
-    @property
-    def num_subjects(self) -> int:
-        return int(self.subject_index.max()) + 1
-
-
-def _read_csv(filename: str) -> dict[str, np.ndarray]:
-    text = resources.files("numpyro_hgf").joinpath("data", filename).read_text("utf-8")
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader)]
-    rows = [r for r in reader if r and any(c.strip() for c in r)]
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    return {
-        h: np.asarray([float(v) for v in c], np.float64) for h, c in zip(header, cols, strict=True)
-    }
-
-
-def _contiguous_index(ids: np.ndarray) -> np.ndarray:
-    _, first = np.unique(ids, return_index=True)
-    order = ids[np.sort(first)]  # ids in order of first appearance
-    lookup = {int(s): i for i, s in enumerate(order)}
-    return np.asarray([lookup[int(s)] for s in ids], np.int32)
-
-
-def theophylline() -> Theophylline:
-    """The theophylline table shipped in ``numpyro_hgf/data/theophylline.csv``.
-
-    Returns:
-      :class:`Theophylline` of ``(132,)`` NumPy arrays (12 subjects).  Published
-      one-compartment fits (first-order absorption, dose in mg) report ka ~ 1.59 /h,
-      CL ~ 2.75 L/h, V ~ 31.8 L (FOCEi).
-    """
-    c = _read_csv("theophylline.csv")
-    subject = c["Subject"].astype(np.int32)
-    return Theophylline(
-        subject=subject,
-        subject_index=_contiguous_index(subject),
-        weight_kg=c["Wt"],
-        dose_mg_per_kg=c["Dose"],
-        dose_mg=c["Dose"] * c["Wt"],
-        time_h=c["Time"],
-        conc_mg_per_l=c["conc"],
-    )
-
-
-def sleepstudy() -> SleepStudy:
-    """The sleepstudy table shipped in ``numpyro_hgf/data/sleepstudy.csv``.
-
-    Returns:
-      :class:`SleepStudy` of ``(180,)`` NumPy arrays (18 subjects x 10 days).
-    """
-    c = _read_csv("sleepstudy.csv")
-    subject = c["Subject"].astype(np.int32)
-    return SleepStudy(
-        subject=subject,
-        subject_index=_contiguous_index(subject),
-        days=c["Days"].astype(np.int32),
-        reaction_ms=c["Reaction"],
-    )

@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_hgf._checks import _describe, check_hidden_sizes, check_positive_int
+from numpyro_hgf.nn.config import register_module
 
-__all__ = ["UNet", "ResBlock"]
+__all__ = ["UNet", "ResBlock", "FlatImageField"]
 
 
 def _groups(num_groups: int, channels: int) -> int:
@@ -63,6 +64,7 @@ class ResBlock(nn.Module):
         return h + skip
 
 
+@register_module
 class UNet(nn.Module):
     """Time-conditioned residual U-Net: ``x: (..., H, W, C), t -> (..., H, W, out_channels)``.
 
@@ -107,18 +109,19 @@ class UNet(nn.Module):
         """``2^(levels - 1)``: image height and width must be multiples of it."""
         return 2 ** (len(self.channels) - 1)
 
-    def check_input(self, x) -> None:
-        """Raise a ``ValueError`` naming ``x`` unless it is a batch of images this net takes."""
+    def check_input(self, x, name: str = "x") -> None:
+        """Raise a ``ValueError`` naming ``name`` unless ``x`` is a batch of images this net
+        takes."""
         shape = tuple(jnp.shape(x))
         if len(shape) < 3:
             raise ValueError(
-                f"x: expected images of shape (..., H, W, C), got {_describe(jnp.asarray(x))}"
+                f"{name}: expected images of shape (..., H, W, C), got {_describe(jnp.asarray(x))}"
             )
         h, w = shape[-3], shape[-2]
         k = self.downsampling
         if h % k or w % k:
             raise ValueError(
-                f"x: expected images whose height and width are multiples of {k} "
+                f"{name}: expected images whose height and width are multiples of {k} "
                 f"(2^(levels-1) for channels={self.channels}), got shape {shape}"
             )
 
@@ -163,3 +166,26 @@ class UNet(nn.Module):
         out_channels = image_shape[-1] if self.out_channels is None else self.out_channels
         h = nn.Conv(out_channels, (3, 3), kernel_init=nn.initializers.zeros)(self.activation(h))
         return h.reshape(*batch_shape, *image_shape[:-1], out_channels)
+
+
+@register_module
+class FlatImageField(nn.Module):
+    """A UNet on flattened images: ``x: (batch, H*W*C)``, ``t`` -> ``(batch, H*W*C)``.
+
+    For trainers that take vectors (:func:`~numpyro_hgf.train.fit_hsm`): the input is reshaped
+    to ``(batch, *image_shape)``, passed through ``network`` and flattened back.
+    """
+
+    network: nn.Module
+    image_shape: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x, t=None):
+        shape = tuple(self.image_shape)
+        if x.shape[-1] != math.prod(shape):
+            raise ValueError(
+                f"x: expected flattened images of {math.prod(shape)} values {shape}, "
+                f"got {_describe(x)}"
+            )
+        out = self.network(x.reshape(*x.shape[:-1], *shape), t)
+        return out.reshape(*x.shape[:-1], -1)

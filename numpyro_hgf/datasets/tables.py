@@ -1,0 +1,119 @@
+"""The small clinical tables shipped in ``numpyro_hgf/data`` (nothing downloads)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Theophylline", "SleepStudy", "theophylline", "sleepstudy"]
+
+
+class Theophylline(NamedTuple):
+    """Theophylline pharmacokinetics (Boeckmann, Sheiner & Beal 1994; R's ``datasets::Theoph``).
+
+    12 subjects, one oral dose at time 0, 132 rows (11 samples per subject).  Every field is a
+    ``(132,)`` NumPy array, one entry per observation, sorted by subject then time.
+
+    Attributes:
+      subject: int, subject id as in the file (1..12).
+      subject_index: int, 0-based contiguous index (0..11), in order of first appearance.
+      weight_kg: float, body weight (kg).
+      dose_mg_per_kg: float, oral dose per kg of body weight (mg/kg).
+      dose_mg: float, the dose in mg, ``dose_mg_per_kg * weight_kg``.
+      time_h: float, time since the dose (h).
+      conc_mg_per_l: float, theophylline plasma concentration (mg/L).
+    """
+
+    subject: np.ndarray
+    subject_index: np.ndarray
+    weight_kg: np.ndarray
+    dose_mg_per_kg: np.ndarray
+    dose_mg: np.ndarray
+    time_h: np.ndarray
+    conc_mg_per_l: np.ndarray
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.subject_index.max()) + 1
+
+
+class SleepStudy(NamedTuple):
+    """Reaction times under sleep deprivation (Belenky et al. 2003, as shipped with lme4).
+
+    18 subjects x 10 days = 180 rows; every field is a ``(180,)`` NumPy array.  The standard
+    model is ``reaction_ms ~ days + (days | subject)``.
+
+    Attributes:
+      subject: int, subject id as in the file (308..372).
+      subject_index: int, 0-based contiguous index (0..17), in order of first appearance.
+      days: int, days of sleep deprivation (0..9).
+      reaction_ms: float, average reaction time (ms).
+    """
+
+    subject: np.ndarray
+    subject_index: np.ndarray
+    days: np.ndarray
+    reaction_ms: np.ndarray
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.subject_index.max()) + 1
+
+
+def _read_csv(filename: str) -> dict[str, np.ndarray]:
+    text = resources.files("numpyro_hgf").joinpath("data", filename).read_text("utf-8")
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader)]
+    rows = [r for r in reader if r and any(c.strip() for c in r)]
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    return {
+        h: np.asarray([float(v) for v in c], np.float64) for h, c in zip(header, cols, strict=True)
+    }
+
+
+def _contiguous_index(ids: np.ndarray) -> np.ndarray:
+    _, first = np.unique(ids, return_index=True)
+    order = ids[np.sort(first)]  # ids in order of first appearance
+    lookup = {int(s): i for i, s in enumerate(order)}
+    return np.asarray([lookup[int(s)] for s in ids], np.int32)
+
+
+def theophylline() -> Theophylline:
+    """The theophylline table shipped in ``numpyro_hgf/data/theophylline.csv``.
+
+    Returns:
+      :class:`Theophylline` of ``(132,)`` NumPy arrays (12 subjects).  Published
+      one-compartment fits (first-order absorption, dose in mg) report ka ~ 1.59 /h,
+      CL ~ 2.75 L/h, V ~ 31.8 L (FOCEi).
+    """
+    c = _read_csv("theophylline.csv")
+    subject = c["Subject"].astype(np.int32)
+    return Theophylline(
+        subject=subject,
+        subject_index=_contiguous_index(subject),
+        weight_kg=c["Wt"],
+        dose_mg_per_kg=c["Dose"],
+        dose_mg=c["Dose"] * c["Wt"],
+        time_h=c["Time"],
+        conc_mg_per_l=c["conc"],
+    )
+
+
+def sleepstudy() -> SleepStudy:
+    """The sleepstudy table shipped in ``numpyro_hgf/data/sleepstudy.csv``.
+
+    Returns:
+      :class:`SleepStudy` of ``(180,)`` NumPy arrays (18 subjects x 10 days).
+    """
+    c = _read_csv("sleepstudy.csv")
+    subject = c["Subject"].astype(np.int32)
+    return SleepStudy(
+        subject=subject,
+        subject_index=_contiguous_index(subject),
+        days=c["Days"].astype(np.int32),
+        reaction_ms=c["Reaction"],
+    )
