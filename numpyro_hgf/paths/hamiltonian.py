@@ -30,7 +30,6 @@ oracle in tests.  Paths are frozen dataclasses (hashable, static under ``jit``).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -42,7 +41,8 @@ import numpyro.distributions as dist
 from scipy.optimize import linear_sum_assignment
 
 from numpyro_hgf._checks import check_positive_float, is_concrete
-from numpyro_hgf.dynamics import fold_into_box, harmonic
+from numpyro_hgf.paths.base import Path
+from numpyro_hgf.paths.dynamics import fold_into_box, harmonic
 
 __all__ = [
     "HamiltonianPath",
@@ -50,8 +50,6 @@ __all__ = [
     "DiffusionPath",
     "OscillationPath",
     "ReflectionPath",
-    "PATHS",
-    "path_from_config",
 ]
 
 
@@ -71,33 +69,22 @@ def _gaussian_conditional_mean(x, mean_x, mean_v, cov_vx, cov_x):
 
 
 @dataclass(frozen=True)
-class HamiltonianPath:
-    """Base class.  Subclasses define the coupling, the motion and the base ``pi_T``.
+class HamiltonianPath(Path):
+    """Base of the Hamiltonian paths: a coupling of ``(x0, v0)`` and a closed-form motion.
 
     Shapes: ``x0: (batch, *event_shape)``; ``t: (batch,)``; returns ``(x_t, v_t)`` of the
-    shape of ``x0``.
+    shape of ``x0``.  The path protocol (:meth:`~numpyro_hgf.paths.Path.base`,
+    ``horizon``, ``check_time``, ``config``) comes from :class:`~numpyro_hgf.paths.Path`.
     """
-
-    name = "path"
-
-    @property
-    def horizon(self) -> float:
-        """``T``: the time at which ``x_T ~ pi_T``."""
-        raise NotImplementedError
-
-    @property
-    def time_range(self) -> tuple[float, float]:
-        """``(0, T)``: data at ``t = 0``, base at ``t = T``."""
-        return (0.0, self.horizon)
 
     # -- the path ----------------------------------------------------------------------
     def couple(self, x0, key):
         """Draw ``v0`` given ``x0`` (the coupling of phase space)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def motion(self, x0, v0, t):
         """``(x_t, v_t)`` of the Hamiltonian dynamics from ``(x0, v0)`` (closed form)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def sample(self, x0, key, t):
         """``(x_t, v_t)`` for data ``x0`` and times ``t``: coupling, then motion."""
@@ -105,39 +92,13 @@ class HamiltonianPath:
         self.check_time(t)
         return self.motion(x0, self.couple(x0, key), t)
 
-    def sample_time(self, key, n: int):
-        """``t ~ U(0, T)``, shape ``(n,)``."""
-        lo, hi = self.time_range
-        return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
-
-    def base(self, event_shape: tuple[int, ...]) -> dist.Distribution:
-        """``pi_T``, a NumPyro distribution with the given event shape."""
-        raise NotImplementedError
-
-    # -- checks ------------------------------------------------------------------------
-    def check_data(self, x0, name: str = "x0") -> None:
-        """Raise if ``x0`` cannot start this path (e.g. outside the reflection box).
-
-        ``name`` is the argument named in the error (``"data"`` for a trainer).
-        """
-
-    def check_time(self, t) -> None:
-        lo, hi = self.time_range
-        if is_concrete(t):
-            t_arr = np.asarray(t)
-            if t_arr.size and (t_arr.min() < lo - 1e-6 or t_arr.max() > hi + 1e-6):
-                raise ValueError(
-                    f"t: expected times in [{lo}, {hi:.6g}], got values in "
-                    f"[{t_arr.min():.6g}, {t_arr.max():.6g}]"
-                )
-
     # -- oracle ------------------------------------------------------------------------
     def optimal_velocity_gaussian(self, x, t, mean, cov):
         """Closed-form ``V*(x, t) = E[v_t | x_t = x]`` for data ``N(mean, cov)``.
 
         ``x: (..., d)``, ``t: ()``, ``mean: (d,)``, ``cov: (d, d)``.
         """
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def exact_base_gaussian(self, mean, cov) -> dist.Distribution:
         """The exact ``x_T`` marginal for data ``N(mean, cov)`` (for oracle tests)."""
@@ -145,11 +106,7 @@ class HamiltonianPath:
         return dist.MultivariateNormal(mean_T, cov_T)
 
     def _gaussian_marginal(self, t, mean, cov):
-        raise NotImplementedError
-
-    # -- saving ------------------------------------------------------------------------
-    def config(self) -> dict:
-        return {"name": self.name, **dataclasses.asdict(self)}
+        raise NotImplementedError  # abstract
 
 
 @dataclass(frozen=True)
@@ -255,7 +212,7 @@ class OscillationPath(HamiltonianPath):
     """Oscillation HGF: harmonic force ``F(x) = -omega^2 x``, ``v0 ~ N(0, I)`` independent.
 
     With ``T = pi / (2 omega)``: ``x_T = v0 / omega`` exactly, so ``pi_T = N(0, I/omega^2)``
-    whatever the data (:func:`numpyro_hgf.dynamics.harmonic`).
+    whatever the data (:func:`numpyro_hgf.paths.dynamics.harmonic`).
     """
 
     omega: float = 1.0
@@ -296,7 +253,7 @@ class ReflectionPath(HamiltonianPath):
     """Reflection HGF: free motion in the box ``[low, high]^d`` with elastic walls.
 
     ``v0 ~ N(0, velocity_std^2 I)`` independent of ``x0``; the motion is exact by folding
-    (:func:`numpyro_hgf.dynamics.reflect`), so training is simulation-free.  As ``T``
+    (:func:`numpyro_hgf.paths.dynamics.reflect`), so training is simulation-free.  As ``T``
     grows ``x_T`` tends to the uniform distribution on the box: the slowest mode
     ``cos(pi (x - low) / L)`` of the folded density (``L = high - low``) decays as
     ``exp(-(pi velocity_std T / L)^2 / 2)``; with the defaults (box ``[-1, 1]``,
@@ -363,17 +320,3 @@ class ReflectionPath(HamiltonianPath):
         cond_v0 = t * s2 * jnp.linalg.solve(cov_y, (y - mean)[..., None])[..., 0]
         weights = jax.nn.softmax(logp, axis=-1)[..., None]
         return jnp.sum(weights * signs * cond_v0, axis=-2)
-
-
-PATHS = {
-    cls.name: cls for cls in (FlowMatchingPath, DiffusionPath, OscillationPath, ReflectionPath)
-}
-
-
-def path_from_config(config: dict) -> HamiltonianPath:
-    """Rebuild a path from :meth:`HamiltonianPath.config`."""
-    config = dict(config)
-    name = config.pop("name", None)
-    if name not in PATHS:
-        raise ValueError(f"config: expected a path name in {sorted(PATHS)}, got {name!r}")
-    return PATHS[name](**config)
