@@ -1,20 +1,37 @@
-"""Objectives: the *objective* column of the architecture table, as pure functions.
+"""Objectives: the *objective* column of the design table, as pure loss functions.
 
-Score matching (:mod:`~numpyro_hgf.objectives.score_matching`) shares one signature,
-``objective(score_fn, params, x, key, **options) -> scalar`` with
-``score_fn(params, x) -> (batch, d)``; Hamiltonian score matching
-(:mod:`~numpyro_hgf.objectives.hamiltonian`) adds the velocity player; velocity regression
-for the Hamiltonian paths lives with its trainer (:mod:`numpyro_hgf.train.velocity`) and is
-re-exported here as :func:`velocity_matching`; contrastive divergence for RBMs lives in
-:mod:`~numpyro_hgf.objectives.contrastive`.
+=======================  ====================================================================
+module                   losses
+=======================  ====================================================================
+:mod:`~.likelihood`      negative log-likelihood (flows, CNFs), ELBO / IWAE of neural
+                         Hamiltonian flows, bits per dimension
+:mod:`~.velocity`        velocity regression along any Hamiltonian path (FM, diffusion,
+                         oscillation, reflection HGFs)
+:mod:`~.score_matching`  explicit (KDE), implicit, sliced and denoising score matching
+:mod:`~.diffusion`       continuous-time denoising score matching along an SDE; DDPM's loss
+:mod:`~.hamiltonian`     Hamiltonian score matching (the force / velocity game)
+:mod:`~.contrastive`     contrastive divergence (CD-k, persistent CD) for RBMs
+=======================  ====================================================================
+
+Score matching shares one signature, ``objective(score_fn, params, x, key, **options) ->
+scalar`` with ``score_fn(params, x) -> (batch, d)``; every loss is a Monte Carlo average over
+its batch, to be minimised (the HSM loss is the one two-player exception, see
+:mod:`~.hamiltonian`).  The trainers of :mod:`numpyro_hgf.train` close them over a network
+and hand them to the one trainer core.
 """
 
-from numpyro_hgf.objectives.contrastive import contrastive_divergence
+from numpyro_hgf.nn.mlp import VelocityMLP  # noqa: F401  (its documented place before 0.2)
+from numpyro_hgf.objectives.contrastive import contrastive_divergence, rbm_cd_loss, rbm_pcd_loss
+from numpyro_hgf.objectives.diffusion import ddpm_noise_loss, diffusion_score_matching
 from numpyro_hgf.objectives.hamiltonian import (
-    VelocityMLP,
     hamiltonian_score_matching,
     hsm_velocity_loss,
     simulate_phase_space,
+)
+from numpyro_hgf.objectives.likelihood import (
+    bits_per_dim,
+    hamiltonian_flow_loss,
+    negative_log_likelihood,
 )
 from numpyro_hgf.objectives.score_matching import (
     denoising_score_matching,
@@ -26,21 +43,27 @@ from numpyro_hgf.objectives.score_matching import (
     scott_bandwidth,
     sliced_score_matching,
 )
-from numpyro_hgf.train.velocity import velocity_matching_loss as velocity_matching
+from numpyro_hgf.objectives.velocity import velocity_matching
 
 __all__ = [
-    "VelocityMLP",
-    "contrastive_divergence",
-    "denoising_score_matching",
+    "negative_log_likelihood",
+    "hamiltonian_flow_loss",
+    "bits_per_dim",
+    "velocity_matching",
     "explicit_score_matching",
-    "hamiltonian_score_matching",
-    "hsm_velocity_loss",
     "implicit_score_matching",
-    "kde_score",
+    "sliced_score_matching",
+    "denoising_score_matching",
     "score_from_energy",
     "score_from_network",
+    "kde_score",
     "scott_bandwidth",
+    "diffusion_score_matching",
+    "ddpm_noise_loss",
+    "hamiltonian_score_matching",
+    "hsm_velocity_loss",
     "simulate_phase_space",
-    "sliced_score_matching",
-    "velocity_matching",
+    "contrastive_divergence",
+    "rbm_cd_loss",
+    "rbm_pcd_loss",
 ]

@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_hgf._checks import check_positive_int
-from numpyro_hgf.distributions.rbm import rbm_free_energy, rbm_gibbs_sweep
+from numpyro_hgf.nn.boltzmann import rbm_free_energy
+from numpyro_hgf.samplers.block_gibbs import rbm_gibbs_sweep
 
-__all__ = ["contrastive_divergence"]
+__all__ = ["contrastive_divergence", "rbm_cd_loss", "rbm_pcd_loss"]
 
 
 def contrastive_divergence(rbm_params, v_data, key, k: int = 1, v_init=None):
@@ -69,3 +70,30 @@ def contrastive_divergence(rbm_params, v_data, key, k: int = 1, v_init=None):
         rbm_free_energy(rbm_params, v_model)
     )
     return loss, v_model
+
+
+def _weight_decay_term(rbm_params, weight_decay: float):
+    if not weight_decay:
+        return 0.0
+    return 0.5 * weight_decay * jnp.sum(rbm_params["W"] ** 2)
+
+
+def rbm_cd_loss(k: int = 1, weight_decay: float = 0.0):
+    """``loss_fn(rbm_params, batch, key)`` for CD-k on the trainer core."""
+
+    def loss_fn(params, batch, key):
+        loss, _ = contrastive_divergence(params, batch, key, k=k)
+        return loss + _weight_decay_term(params, weight_decay)
+
+    return loss_fn
+
+
+def rbm_pcd_loss(k: int = 1, weight_decay: float = 0.0):
+    """``loss_fn(rbm_params, batch, key, chains) -> (loss, new_chains)`` for persistent CD-k
+    (Tieleman 2008): the negative phase continues the persistent ``chains``."""
+
+    def loss_fn(params, batch, key, chains):
+        loss, v_model = contrastive_divergence(params, batch, key, k=k, v_init=chains)
+        return loss + _weight_decay_term(params, weight_decay), jax.lax.stop_gradient(v_model)
+
+    return loss_fn

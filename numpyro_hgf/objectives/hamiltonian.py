@@ -1,11 +1,11 @@
-"""Hamiltonian score matching (Holderrieth, Xu & Jaakkola, NeurIPS 2024; seed 000).
+"""Hamiltonian score matching (Holderrieth, Xu & Jaakkola, NeurIPS 2024).
 
 Data ``x0 ~ pi``, velocities ``v0 ~ N(0, I)`` (the Boltzmann-Gibbs distribution
 ``pi_BG = pi x N(0, I)``) are moved by the *parameterised Hamiltonian* ODE
 
     dx/dt = v,    dv/dt = F_theta(x)
 
-for a time ``t ~ U(0, T]`` (:func:`numpyro_hgf.dynamics.leapfrog`, differentiable in
+for a time ``t ~ U(0, T]`` (:func:`numpyro_hgf.paths.dynamics.leapfrog`, differentiable in
 ``theta``), giving ``(x_t, v_t)``.  A velocity predictor ``V_phi(x, t)`` is scored by
 
     L_hsm(phi | theta) = E [ ||V_phi(x_t, t)||^2 - 2 V_phi(x_t, t)^T v_t ]          (HSM loss)
@@ -15,7 +15,7 @@ minimised by ``V*(x, t) = E[v_t | x_t = x]``.  The **Hamiltonian score discrepan
 
     D(theta) = - min_phi L_hsm(phi | theta) = E || E[v_t | x_t] ||^2  >= 0,
 
-and Theorem 1 (seed 000) says ``D(theta) = 0`` iff ``F_theta = grad log pi`` (pi-a.e.).
+and Theorem 1 of Holderrieth et al. says ``D(theta) = 0`` iff ``F_theta = grad log pi`` (pi-a.e.).
 
 Signs -- the game
 -----------------
@@ -33,25 +33,26 @@ gradient in ``phi`` is descended and whose gradient in ``theta`` is ascended (ne
 
 At ``F = grad log pi`` the optimal predictor is ``V* = 0`` and ``L_hsm = 0`` for every
 ``theta``; small times give ``E[v_t | x_t] = t (F - grad log pi) + O(t^2)``, so
-``D(theta | t) = t^2 E_pi ||F - grad log pi||^2 + O(t^3)`` (see :mod:`numpyro_hgf.hsd`).
+``D(theta | t) = t^2 E_pi ||F - grad log pi||^2 + O(t^3)`` (see :mod:`numpyro_hgf.metrics.hsd`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from numpyro_hgf._checks import _describe, check_choice, check_positive_int, is_concrete
-from numpyro_hgf.dynamics import leapfrog
-from numpyro_hgf.nn import TimeMLP, register_module
-from numpyro_hgf.objectives.score_matching import _check_points, call_field
+from numpyro_hgf._checks import (
+    call_field,
+    check_choice,
+    check_points,
+    check_positive_int,
+    check_positive_scalar,
+)
+from numpyro_hgf.paths.dynamics import leapfrog
 
 __all__ = [
-    "VelocityMLP",
     "simulate_phase_space",
     "hsm_velocity_loss",
     "hamiltonian_score_matching",
@@ -59,51 +60,6 @@ __all__ = [
 
 TIME_SAMPLING = ("uniform", "grid")
 FORCE_GRADIENTS = ("full", "velocity", "taylor")
-
-
-@register_module
-class VelocityMLP(nn.Module):
-    """Velocity predictor ``V(x, t) = t * TimeMLP(x, t)`` for Hamiltonian score matching.
-
-    With ``v0 ~ N(0, I)`` independent of ``x0`` the optimal predictor vanishes at ``t = 0``
-    (``E[v_0 | x_0] = 0``) and grows like ``t (F - grad log pi)`` for small ``t``; the factor
-    ``t`` builds that in, so the network learns the O(1) part ``U ~ F - grad log pi`` and
-    starts near the game's fixed point.  Shapes as :class:`~numpyro_hgf.nn.TimeMLP`:
-    ``x: (..., d)``, ``t: ()`` or ``(...)`` -> ``(..., d)``.
-
-    Attributes:
-        hidden, embed_dim, activation: as :class:`~numpyro_hgf.nn.TimeMLP`.
-        horizon: the largest time ``T`` (scales the time embedding to ``[0, T]``).
-    """
-
-    hidden: Sequence[int] = (128, 128)
-    horizon: float = 1.0
-    embed_dim: int = 32
-    activation: Callable = nn.silu
-
-    @nn.compact
-    def __call__(self, x, t):
-        t = jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:-1])
-        net = TimeMLP(
-            hidden=self.hidden,
-            embed_dim=self.embed_dim,
-            time_scale=1000.0 / self.horizon,
-            activation=self.activation,
-        )
-        return t[..., None] * net(x, t)
-
-
-def _check_step_size(step_size):
-    if is_concrete(step_size):
-        try:
-            value = float(step_size)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"step_size: expected a positive number, got {_describe(step_size)}"
-            ) from None
-        if not (value > 0 and np.isfinite(value)):
-            raise ValueError(f"step_size: expected a positive finite number, got {step_size}")
-    return step_size
 
 
 def simulate_phase_space(
@@ -143,8 +99,8 @@ def simulate_phase_space(
         ``(x_t, v_t, t)`` with shapes ``(n, d), (n, d), (n,)``, ``n = batch`` (``2 batch``
         when antithetic).
     """
-    x0 = _check_points("x", x0)
-    _check_step_size(step_size)
+    x0 = check_points("x", x0)
+    check_positive_scalar("step_size", step_size)
     num_steps = check_positive_int("num_steps", num_steps)
     check_choice("time_sampling", time_sampling, TIME_SAMPLING)
     v_key, t_key = jax.random.split(key)
@@ -200,7 +156,7 @@ def hamiltonian_score_matching(
     force_baseline: bool = False,
     force_gradient: str = "full",
 ) -> jax.Array:
-    """The HSM loss ``L_hsm(phi | theta)`` (Holderrieth et al. 2024, Sec. 4; seed 000).
+    """The HSM loss ``L_hsm(phi | theta)`` (Holderrieth et al. 2024, Sec. 4).
 
     ``L_hsm(phi | theta) = E_{z ~ pi_BG, t ~ U(0,T]} [ ||V(x_t, t)||^2
     - 2 V(x_t, t)^T v_t ]`` with ``(x_t, v_t)`` from :func:`simulate_phase_space`.

@@ -28,21 +28,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_hgf._checks import (
-    _describe,
+    call_field,
     check_choice,
+    check_noise_levels,
+    check_points,
     check_positive_float,
     check_positive_int,
+    describe,
     is_concrete,
 )
 
 __all__ = [
+    "as_apply",
     "score_from_energy",
     "score_from_network",
     "kde_score",
@@ -61,7 +63,7 @@ ScoreFn = Callable[..., jax.Array]
 # --------------------------------------------------------------------------------------------
 
 
-def _as_apply(name: str, field) -> Callable:
+def as_apply(name: str, field) -> Callable:
     """``(params, *inputs) -> output`` for a ``flax.linen`` module or a plain callable."""
     if isinstance(field, nn.Module):
         return lambda params, *inputs: field.apply({"params": params}, *inputs)
@@ -86,7 +88,7 @@ def score_from_energy(energy) -> ScoreFn:
         noise-conditional energy ``E(x, sigma)``) are passed through.  The gradient of the
         summed energies equals the per-row gradients because rows are independent.
     """
-    apply = _as_apply("energy", energy)
+    apply = as_apply("energy", energy)
 
     def score_fn(params, x, *cond):
         return -jax.grad(lambda y: jnp.sum(apply(params, y, *cond)))(x)
@@ -100,60 +102,12 @@ def score_from_network(network) -> ScoreFn:
     ``network`` is a ``flax.linen`` module (``MLP(out_dim=d)``, ``TimeMLP`` for a
     noise-conditional score ``s(x, sigma)``) or a callable ``(params, x, *cond)``.
     """
-    return _as_apply("network", network)
+    return as_apply("network", network)
 
 
 # --------------------------------------------------------------------------------------------
 # checks and shared pieces
 # --------------------------------------------------------------------------------------------
-
-
-def _check_points(name: str, x) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a batch of points of shape (batch, d), got {_describe(x)}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name}: expected a floating-point array, got {_describe(x)}")
-    return x
-
-
-def _check_sigma(name: str, sigma):
-    """``sigma`` must be positive; checked when concrete (a traced value passes)."""
-    if not is_concrete(sigma):
-        return sigma
-    arr = np.asarray(sigma, dtype=float)
-    if arr.ndim > 1 or arr.size == 0:
-        raise ValueError(
-            f"{name}: expected a positive number or a 1-D sequence of them, got {_describe(arr)}"
-        )
-    if not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
-        raise ValueError(f"{name}: expected positive finite noise levels, got {sigma}")
-    return sigma
-
-
-def call_field(name: str, fn: Callable, params, x, *cond, arg: str = "x", got: str | None = None):
-    """Call ``fn(params, x, *cond)`` and check that it returns ``x``'s shape.
-
-    A network whose params were initialised for another input size fails inside flax or
-    ``jnp.dot``; that is re-raised as a ``ValueError`` naming ``arg`` (the data; ``got``
-    describes it, default ``x``) and quoting the first line of the network's message.
-    """
-    try:
-        out = fn(params, x, *cond)
-    except (flax.errors.ScopeParamShapeError, TypeError, ValueError) as err:
-        first = str(err).strip().split("\n")[0]
-        raise ValueError(
-            f"{arg}: expected points of the dimension the {name}'s params were initialised for, "
-            f"got {got or _describe(x)}; the {name} raised {type(err).__name__}: {first}"
-        ) from err
-    if jnp.shape(out) != x.shape:
-        raise ValueError(
-            f"{name}: expected an output of the shape of x {tuple(x.shape)} (a vector field), "
-            f"got shape {tuple(jnp.shape(out))}"
-        )
-    return out
 
 
 def _linearize(score_fn, params, x, *cond):
@@ -177,7 +131,7 @@ def kde_score(x, reference, bandwidth) -> jax.Array:
     """``grad log q(x)`` of the Gaussian KDE ``q(x) = 1/M sum_m N(x; x_m, h^2 I)``.
 
     ``grad log q(x) = sum_m w_m(x) (x_m - x) / h^2`` with
-    ``w_m(x) = softmax_m(-||x - x_m||^2 / (2 h^2))`` (seed 001, Sec. 5.1).
+    ``w_m(x) = softmax_m(-||x - x_m||^2 / (2 h^2))`` (Hyvarinen 2005; Song & Ermon 2019, Sec. 2).
 
     Shapes: ``x: (batch, d)``, ``reference: (M, d)`` -> ``(batch, d)``.
     """
@@ -201,7 +155,9 @@ def explicit_score_matching(
     reference=None,
     perturb: bool = True,
 ) -> jax.Array:
-    """Explicit score matching against a kernel density estimate (seed 001, Sec. 5.1).
+    """Explicit score matching against a kernel density estimate.
+
+    Hyvarinen (2005); Song & Ermon (2019), Sec. 2.
 
     ``J_ESM(theta) = 1/2 E_{x~q} || s_theta(x) - grad log q(x) ||^2`` with the Gaussian KDE
     ``q(x) = 1/M sum_m N(x; x_m, h^2 I)`` over ``reference`` (:func:`kde_score`).  The
@@ -219,12 +175,12 @@ def explicit_score_matching(
         perturb: evaluate at ``x + h z``, ``z ~ N(0, I)``, i.e. at draws from ``q`` (the
             expectation of ``J_ESM``); ``False``: at the data points themselves.
     """
-    x = _check_points("x", x)
-    reference = x if reference is None else _check_points("reference", reference)
+    x = check_points("x", x)
+    reference = x if reference is None else check_points("reference", reference)
     if reference.shape[-1] != x.shape[-1]:
         raise ValueError(
             f"reference: expected points of dimension {x.shape[-1]} (as x), "
-            f"got {_describe(reference)}"
+            f"got {describe(reference)}"
         )
     if bandwidth is None:
         h = scott_bandwidth(reference)
@@ -238,12 +194,12 @@ def explicit_score_matching(
 
 
 def implicit_score_matching(score_fn: ScoreFn, params, x, key=None) -> jax.Array:
-    """Implicit score matching (Hyvarinen 2005, eq. 4; seed 004, "Stein score matching").
+    """Implicit score matching (Hyvarinen 2005, eq. 4).
 
     ``J_ISM(theta) = E_p [ 1/2 ||s_theta(x)||^2 + tr grad_x s_theta(x) ]``
 
     the *one-half* convention: ``J_ISM = 1/2 FD(theta) - 1/2 E||grad log p||^2``, so it is
-    half of seed 004's ``||grad E||^2 + 2 Laplacian E`` (for ``s = -grad E``,
+    half of Hyvarinen's ``||grad E||^2 + 2 Laplacian E`` (for ``s = -grad E``,
     ``tr grad s = -Laplacian E``).  The trace is exact: ``d`` forward-mode products
     ``(grad s) e_j`` (the columns of ``jacfwd``), ``O(d)`` network passes per batch.
 
@@ -253,7 +209,7 @@ def implicit_score_matching(score_fn: ScoreFn, params, x, key=None) -> jax.Array
         key: unused (kept for the common signature).
     """
     del key
-    x = _check_points("x", x)
+    x = check_points("x", x)
     s, jvp = _linearize(score_fn, params, x)
     d = x.shape[-1]
     basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype)[:, None, :], (d, *x.shape))
@@ -289,7 +245,7 @@ def sliced_score_matching(
         projection: ``"rademacher"`` (entries +-1, lower variance) or ``"gaussian"``.
         variance_reduction: use SSM-VR.
     """
-    x = _check_points("x", x)
+    x = check_points("x", x)
     k = check_positive_int("num_projections", num_projections)
     check_choice("projection", projection, ("rademacher", "gaussian"))
     s, jvp = _linearize(score_fn, params, x)
@@ -310,7 +266,7 @@ def denoising_score_matching(
     *,
     sigma=0.1,
 ) -> jax.Array:
-    """Denoising score matching (Vincent 2011; seed 001, Sec. 5.2) and its multi-noise form
+    """Denoising score matching (Vincent 2011, eq. 8) and its multi-noise form
     (NCSN, Song & Ermon 2019, eqs. 5-6).
 
     Single noise level (``sigma`` a number), with ``x~ = x + sigma z``, ``z ~ N(0, I)``::
@@ -335,8 +291,8 @@ def denoising_score_matching(
         key: ``jax.random`` key for the noise (and the levels).
         sigma: noise level ``> 0``, or a 1-D sequence of them.
     """
-    x = _check_points("x", x)
-    _check_sigma("sigma", sigma)
+    x = check_points("x", x)
+    check_noise_levels("sigma", sigma)
     z_key, level_key = jax.random.split(key)
     z = jax.random.normal(z_key, x.shape, x.dtype)
     if jnp.ndim(sigma) == 0:
