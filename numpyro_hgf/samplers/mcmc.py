@@ -1,4 +1,4 @@
-"""Samplers driven by a score ``s(x) = grad log p(x)`` or a log density ``log p(x)``.
+"""MCMC driven by a score ``s(x) = grad log p(x)`` or a log density ``log p(x)``.
 
 Pure functions: explicit ``jax.random`` keys (the same key gives the same draws), loops in
 ``jax.lax.scan``, ``jit``/``vmap``-able with the callables closed over.  Every function
@@ -9,10 +9,9 @@ batch at once:
 :func:`langevin`           unadjusted Langevin (ULA) with a score ``s(x)``
 :func:`mala`               Metropolis-adjusted Langevin with a log density (BlackJAX kernel)
 :func:`hmc`                Hamiltonian Monte Carlo with a log density
-                           (:func:`numpyro_hgf.dynamics.leapfrog` + Metropolis correction)
+                           (:func:`numpyro_hgf.paths.dynamics.leapfrog` + Metropolis correction)
 :func:`annealed_langevin`  Song & Ermon (2019), Algorithm 1, with a noise-conditional
                            score ``s(x, sigma)``
-``gibbs``                  block Gibbs sampler, re-exported from :mod:`numpyro_hgf.gibbs`
 =========================  ===================================================================
 
 Conventions (``x: (num_chains, *event_shape)``):
@@ -26,11 +25,6 @@ Bad arguments (a step size ``<= 0``, noise levels that are not positive and stri
 decreasing, a score or log density whose output does not fit ``x``) raise a
 ``ValueError`` naming the argument, with what was expected and what came.  Values that
 are traced (inside a user's ``jit``) are not inspected; shapes always are.
-
-The reverse-SDE, predictor-corrector and probability-flow ODE samplers of diffusion
-models (``reverse_sde``, ``predictor_corrector``, ``ode_sample``) and DDPM's
-``ddpm_ancestral`` live in :mod:`numpyro_hgf.diffusion_samplers` and
-:mod:`numpyro_hgf.ddpm`, and are re-exported here.
 """
 
 from __future__ import annotations
@@ -42,14 +36,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import check_positive_float, check_positive_int, is_concrete
-from numpyro_hgf.dynamics import leapfrog
+from numpyro_hgf._checks import (
+    check_chains,
+    check_decreasing_levels,
+    check_output_shape,
+    check_positive_float,
+    check_positive_int,
+    check_positive_scalar,
+)
+from numpyro_hgf.paths.dynamics import leapfrog
 
 __all__ = [
     "MCMCResult",
     "annealed_langevin",
     "geometric_sigmas",
-    "gibbs",
     "hmc",
     "langevin",
     "mala",
@@ -72,74 +72,15 @@ class MCMCResult(NamedTuple):
     trajectory: jax.Array | None
 
 
-# -- argument checks -----------------------------------------------------------------------
-def _describe_shape(struct) -> str:
-    if hasattr(struct, "shape"):
-        return f"an output of shape {tuple(struct.shape)}"
-    return f"an output of type {type(struct).__name__}"
-
-
-def _check_step_size(name: str, step_size) -> None:
-    if is_concrete(step_size):
-        if np.ndim(step_size) != 0:
-            raise ValueError(f"{name}: expected a positive scalar, got shape {np.shape(step_size)}")
-        check_positive_float(name, step_size)
-
-
-def _check_chains(name: str, x0) -> jax.Array:
-    x0 = jnp.asarray(x0)
-    if x0.ndim < 1:
-        raise ValueError(
-            f"{name}: expected an array of shape (num_chains, *event_shape), got shape ()"
-        )
-    if not jnp.issubdtype(x0.dtype, jnp.floating):
-        x0 = x0.astype(jnp.result_type(float))
-    return x0
-
-
 def _check_score(score: Callable, x, *extra) -> None:
     """The score's output must have the shape of ``x``."""
-    if not callable(score):
-        raise TypeError(f"score: expected a callable, got {type(score).__name__}")
-    out = jax.eval_shape(score, x, *extra)
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(x.shape):
-        raise ValueError(
-            f"score: expected an output of shape {tuple(x.shape)} (the shape of x0), "
-            f"got {_describe_shape(out)}"
-        )
+    check_output_shape("score", score, (x, *extra), x.shape, "(the shape of x0)")
 
 
 def _check_log_density(log_density: Callable, x) -> None:
     """``log_density(x)`` must map ``(num_chains, *event_shape)`` to ``(num_chains,)``."""
-    if not callable(log_density):
-        raise TypeError(f"log_density: expected a callable, got {type(log_density).__name__}")
-    out = jax.eval_shape(log_density, x)
-    if not hasattr(out, "shape") or tuple(out.shape) != (x.shape[0],):
-        raise ValueError(
-            f"log_density: expected an output of shape {(x.shape[0],)} (one value per chain "
-            f"of x0 with shape {tuple(x.shape)}), got {_describe_shape(out)}"
-        )
-
-
-def _check_sigmas(sigmas) -> jax.Array:
-    sigmas = jnp.asarray(sigmas)
-    if sigmas.ndim != 1 or sigmas.shape[0] < 1:
-        raise ValueError(
-            "sigmas: expected a 1-d array of noise levels sigma_1 > ... > sigma_L > 0, "
-            f"got shape {tuple(sigmas.shape)}"
-        )
-    if not jnp.issubdtype(sigmas.dtype, jnp.floating):
-        sigmas = sigmas.astype(jnp.result_type(float))
-    if is_concrete(sigmas):
-        s = np.asarray(sigmas)
-        if not np.all(np.isfinite(s)) or np.any(s <= 0):
-            raise ValueError(f"sigmas: expected positive finite noise levels, got {s.tolist()}")
-        if np.any(np.diff(s) >= 0):
-            raise ValueError(
-                "sigmas: expected a strictly decreasing sequence sigma_1 > ... > sigma_L, "
-                f"got {s.tolist()}"
-            )
-    return sigmas
+    what = f"(one value per chain of x0 with shape {tuple(x.shape)})"
+    check_output_shape("log_density", log_density, (x,), (x.shape[0],), what)
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> jax.Array:
@@ -194,9 +135,9 @@ def langevin(
         ``x_T`` with the shape of ``x0``, or ``(x_T, trajectory)`` with ``trajectory:
         (num_steps, *x0.shape)`` (``trajectory[-1] == x_T``).
     """
-    x0 = _check_chains("x0", x0)
+    x0 = check_chains("x0", x0)
     num_steps = check_positive_int("num_steps", num_steps)
-    _check_step_size("step_size", step_size)
+    check_positive_scalar("step_size", step_size)
     _check_score(score, x0)
     eps = jnp.asarray(step_size, x0.dtype)
     noise_scale = jnp.sqrt(2.0 * eps)
@@ -248,9 +189,9 @@ def mala(
     """
     import blackjax.mcmc.mala as bj_mala
 
-    x0 = _check_chains("x0", x0)
+    x0 = check_chains("x0", x0)
     num_steps = check_positive_int("num_steps", num_steps)
-    _check_step_size("step_size", step_size)
+    check_positive_scalar("step_size", step_size)
     _check_log_density(log_density, x0)
     logp = _per_chain(log_density)
     kernel = bj_mala.build_kernel()
@@ -286,7 +227,7 @@ def hmc(
     """Hamiltonian Monte Carlo with unit mass (Duane et al. 1987; Neal 2011, Sec. 5.3.2).
 
     Each transition draws ``v ~ N(0, I)``, integrates ``dx/dt = v, dv/dt = grad log p(x)``
-    with :func:`numpyro_hgf.dynamics.leapfrog` (``num_integration_steps`` steps of size
+    with :func:`numpyro_hgf.paths.dynamics.leapfrog` (``num_integration_steps`` steps of size
     ``step_size``) and accepts the end point with probability ``min(1, exp(H(x, v) -
     H(x', v')))``, ``H(x, v) = -log p(x) + |v|^2 / 2``.  Non-finite energies are rejected.
 
@@ -302,10 +243,10 @@ def hmc(
     Returns:
         :class:`MCMCResult` ``(samples, acceptance_rate, trajectory)``.
     """
-    x0 = _check_chains("x0", x0)
+    x0 = check_chains("x0", x0)
     num_steps = check_positive_int("num_steps", num_steps)
     num_integration_steps = check_positive_int("num_integration_steps", num_integration_steps)
-    _check_step_size("step_size", step_size)
+    check_positive_scalar("step_size", step_size)
     _check_log_density(log_density, x0)
     event_axes = tuple(range(1, x0.ndim))
     force = jax.grad(lambda x: jnp.sum(log_density(x)))
@@ -376,10 +317,10 @@ def annealed_langevin(
         ``x`` with the shape of ``x0``, or ``(x, levels)`` with ``levels: (L, *x0.shape)``
         (the states after the last step of each level, before any denoising).
     """
-    x0 = _check_chains("x0", x0)
-    sigmas = _check_sigmas(sigmas).astype(x0.dtype)
+    x0 = check_chains("x0", x0)
+    sigmas = check_decreasing_levels("sigmas", sigmas).astype(x0.dtype)
     num_steps = check_positive_int("num_steps", num_steps)
-    _check_step_size("step_size", step_size)
+    check_positive_scalar("step_size", step_size)
     _check_score(score, x0, sigmas[0])
     eps = jnp.asarray(step_size, x0.dtype)
     alphas = eps * sigmas**2 / sigmas[-1] ** 2
@@ -401,16 +342,3 @@ def annealed_langevin(
     if denoise:
         x = x + sigmas[-1] ** 2 * score(x, sigmas[-1])
     return (x, levels) if return_trajectory else x
-
-
-# -- Gibbs (RBM / Boltzmann machines) lives in numpyro_hgf.gibbs; re-exported here ----------
-from numpyro_hgf.gibbs import gibbs  # noqa: E402
-
-# -- diffusion samplers (issue 5) live in numpyro_hgf.diffusion_samplers / ddpm; re-exported --
-__all__ += ["ddpm_ancestral", "ode_sample", "predictor_corrector", "reverse_sde"]
-from numpyro_hgf.ddpm import ddpm_ancestral  # noqa: E402
-from numpyro_hgf.diffusion_samplers import (  # noqa: E402
-    ode_sample,
-    predictor_corrector,
-    reverse_sde,
-)

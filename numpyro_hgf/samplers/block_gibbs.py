@@ -1,4 +1,4 @@
-"""Gibbs sampling: a generic block-Gibbs driver (re-exported as ``nh.samplers.gibbs``).
+"""Gibbs sampling: a generic block-Gibbs driver and the sweeps of Boltzmann machines.
 
 A Gibbs *sweep* resamples every block of the state once from its full conditional.  The
 driver :func:`gibbs` runs ``num_steps`` sweeps inside :func:`jax.lax.scan` from a given
@@ -22,10 +22,39 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf.nn.boltzmann import rbm_hidden_probs, rbm_visible_probs
 
-__all__ = ["gibbs", "as_sweep"]
+__all__ = ["gibbs", "as_sweep", "rbm_gibbs_sweep", "bm_gibbs_sweep"]
+
+
+def rbm_gibbs_sweep(params, key, v):
+    """One block-Gibbs sweep of an RBM, ``h ~ p(h | v)``, ``v ~ p(v | h)``; ``v: (..., V)``
+    (float 0/1; ``params`` as in :mod:`numpyro_hgf.nn.boltzmann`)."""
+    kh, kv = jax.random.split(key)
+    dtype = params["W"].dtype
+    h = jax.random.bernoulli(kh, rbm_hidden_probs(params, v)).astype(dtype)
+    return jax.random.bernoulli(kv, rbm_visible_probs(params, h)).astype(dtype)
+
+
+def bm_gibbs_sweep(params, key, y, beta=1.0):
+    """One sequential single-site Gibbs sweep of ``p_β(y) ∝ exp(½ β yᵀWy + bᵀy)``.
+
+    ``y: (..., d)`` spins; site ``i`` is resampled from
+    ``p(y_i = +1 | y_-i) = σ(2 (β W_i·y + b_i))`` for ``i = 0, ..., d - 1``.
+    """
+    W, b = params["W"], params["b"]
+    y = jnp.asarray(y, W.dtype)
+    u = jax.random.uniform(key, y.shape, W.dtype)
+
+    def site(i, y):
+        field = beta * (y @ W[:, i]) + b[i]  # W_ii = 0, so y_i itself does not enter
+        new = jnp.where(u[..., i] < jax.nn.sigmoid(2.0 * field), 1.0, -1.0).astype(W.dtype)
+        return y.at[..., i].set(new)
+
+    return jax.lax.fori_loop(0, y.shape[-1], site, y)
 
 
 def as_sweep(kernel) -> Callable[[jax.Array, Any], Any]:
