@@ -1,22 +1,44 @@
-"""NumPyro distributions backed by learned generative models."""
+"""NumPyro distributions backed by learned generative models, one module per family.
+
+==========================  ==========================================================
+``NormalizingFlow``         a finite chain of bijections (defined in :mod:`numpyro_hgf.flows`)
+``NeuralHamiltonianFlow``   volume-preserving leapfrog layers + momentum encoder (flows)
+``ContinuousFlow``          ``dx/dt = v(x, t)``: sampling and log_prob by the one ODE module
+``HGFPrior``                a Hamiltonian generative flow: a ``ContinuousFlow`` on a path
+``DiffusionPrior``          a score model of an SDE; PF-ODE log_prob, four samplers
+``EnergyBasedModel``        ``exp(-E(x)) / Z`` (unnormalised; MCMC sampling)
+``BernoulliRBM``            restricted Boltzmann machine over binary vectors
+``BoltzmannMachine``        fully visible Boltzmann machine over spins
+``DequantizedCategorical``  the piecewise-constant density of dequantized L-level data
+``ScoreModel``              a trained score network (no density)
+==========================  ==========================================================
+
+The unnormalised models share :class:`~numpyro_hgf.distributions.unnormalized.
+UnnormalizedDistribution` (``unnormalized_log_prob``, ``log_normalizer``,
+``with_log_normalizer``).
+"""
 
 from numpyro_hgf.distributions.boltzmann import BoltzmannMachine
 from numpyro_hgf.distributions.continuous_flow import ContinuousFlow, HGFPrior
+from numpyro_hgf.distributions.dequantized import DequantizedCategorical
+from numpyro_hgf.distributions.diffusion import DiffusionPrior
 from numpyro_hgf.distributions.energy import EnergyBasedModel
-from numpyro_hgf.distributions.normalizing_flow import NormalizingFlow
 from numpyro_hgf.distributions.rbm import BernoulliRBM
+from numpyro_hgf.distributions.score import ScoreModel
+from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.flows.flow import NormalizingFlow
+from numpyro_hgf.flows.hamiltonian_flow import NeuralHamiltonianFlow
 
 __all__ = [
+    "NormalizingFlow",
+    "NeuralHamiltonianFlow",
+    "ContinuousFlow",
+    "HGFPrior",
+    "DiffusionPrior",
+    "EnergyBasedModel",
     "BernoulliRBM",
     "BoltzmannMachine",
-    "ContinuousFlow",
-    "EnergyBasedModel",
-    "HGFPrior",
-    "NormalizingFlow",
+    "DequantizedCategorical",
+    "ScoreModel",
+    "UnnormalizedDistribution",
 ]
-from numpyro_hgf.distributions.diffusion import DiffusionPrior  # noqa: E402
-
-__all__ += ["DiffusionPrior"]
-from numpyro_hgf.distributions.dequantized import DequantizedCategorical  # noqa: E402
-
-__all__ += ["DequantizedCategorical"]

@@ -7,7 +7,7 @@ Energy and distribution (Ackley, Hinton & Sejnowski 1985; temperature 1)::
 with ``W`` symmetric and zero on the diagonal.  The single-site conditionals are
 ``p(y_i = +1 | y_-i) = σ(2 (W_i· y + b_i))``; a Gibbs sweep visits the sites in order
 (``lax.fori_loop``).  ``log Z`` is exact by enumerating ``2^d`` states for ``d <= 20``;
-otherwise AIS (:func:`numpyro_hgf.ais.annealed_importance_sampling`, base = independent
+otherwise AIS (:func:`numpyro_hgf.samplers.ais.annealed_importance_sampling`, base = independent
 spins with fields ``b``, path ``p_β ∝ exp(½ β yᵀWy + bᵀy)``) estimates it.
 
 Maximum likelihood is exact for small ``d``: the gradient of the mean log-likelihood is
@@ -23,31 +23,24 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Distribution, constraints
+from numpyro.distributions import constraints
 from numpyro.distributions.constraints import _SingletonConstraint
-from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import (
-    _describe,
     check_choice,
     check_event_shape,
     check_finite,
     check_positive_int,
-    is_concrete,
+    check_spins,
+    check_symmetric_zero_diagonal,
 )
-from numpyro_hgf.ais import AISResult, annealed_importance_sampling, linear_betas
-from numpyro_hgf.distributions.rbm import EXACT_MAX_UNITS, logsumexp_over_binary_states
+from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
 from numpyro_hgf.io import register_model
+from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS, bm_energy, bm_log_normalizer_exact
+from numpyro_hgf.samplers.ais import annealed_importance_sampling, linear_betas
+from numpyro_hgf.samplers.block_gibbs import bm_gibbs_sweep  # noqa: F401
 
-__all__ = [
-    "BoltzmannMachine",
-    "spin",
-    "check_spins",
-    "bm_energy",
-    "bm_gibbs_sweep",
-    "bm_log_normalizer_exact",
-    "bm_log_normalizer_ais",
-]
+__all__ = ["BoltzmannMachine", "spin", "bm_log_normalizer_ais"]
 
 
 class _Spin(_SingletonConstraint):
@@ -65,74 +58,6 @@ class _Spin(_SingletonConstraint):
 
 #: The constraint ``{-1, +1}`` (elementwise).
 spin = _Spin()
-
-
-def check_spins(name: str, x) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless a concrete ``x`` holds only ±1."""
-    if not is_concrete(x):
-        return
-    arr = np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name}: expected a numeric array of -1s and +1s, got {_describe(x)}")
-    bad = ~((arr == -1) | (arr == 1))
-    if np.any(bad):
-        example = arr[bad].ravel()[:3].tolist()
-        raise ValueError(
-            f"{name}: expected spins in {{-1, +1}}, got {int(bad.sum())} other "
-            f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (e.g. {example}) in {_describe(x)}"
-        )
-
-
-def _check_coupling(W, tol: float = 1e-5) -> None:
-    if not is_concrete(W):
-        return
-    w = np.asarray(W)
-    asym = float(np.max(np.abs(w - w.T))) if w.size else 0.0
-    diag = float(np.max(np.abs(np.diag(w)))) if w.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
-    if asym > tol * scale or diag > tol * scale:
-        raise ValueError(
-            "W: expected a symmetric matrix with zero diagonal, got max |W - Wᵀ| = "
-            f"{asym:.3g} and max |diag W| = {diag:.3g}"
-        )
-
-
-def bm_energy(params, y):
-    """``E(y) = -½ yᵀWy - bᵀy``; ``y: (..., d) -> (...)``."""
-    W, b = params["W"], params["b"]
-    y = jnp.asarray(y, W.dtype)
-    return -0.5 * jnp.sum((y @ W) * y, axis=-1) - y @ b
-
-
-def bm_gibbs_sweep(params, key, y, beta=1.0):
-    """One sequential single-site Gibbs sweep of ``p_β(y) ∝ exp(½ β yᵀWy + bᵀy)``.
-
-    ``y: (..., d)`` spins; site ``i`` is resampled from
-    ``p(y_i = +1 | y_-i) = σ(2 (β W_i·y + b_i))`` for ``i = 0, ..., d - 1``.
-    """
-    W, b = params["W"], params["b"]
-    y = jnp.asarray(y, W.dtype)
-    u = jax.random.uniform(key, y.shape, W.dtype)
-
-    def site(i, y):
-        field = beta * (y @ W[:, i]) + b[i]  # W_ii = 0, so y_i itself does not enter
-        new = jnp.where(u[..., i] < jax.nn.sigmoid(2.0 * field), 1.0, -1.0).astype(W.dtype)
-        return y.at[..., i].set(new)
-
-    return jax.lax.fori_loop(0, y.shape[-1], site, y)
-
-
-def bm_log_normalizer_exact(params):
-    """Exact ``log Z`` by enumerating the ``2^d`` spin states (``d <= 20``)."""
-    d = params["W"].shape[0]
-    if d > EXACT_MAX_UNITS:
-        raise ValueError(
-            f"params: exact log Z enumerates 2^d states and needs d <= {EXACT_MAX_UNITS}, "
-            f"got d={d}; use method='ais'"
-        )
-    return logsumexp_over_binary_states(
-        lambda y: -bm_energy(params, y), d, spins=True, dtype=params["W"].dtype
-    )
 
 
 def bm_log_normalizer_ais(params, key, betas, num_chains: int, sweeps_per_beta: int = 1):
@@ -180,21 +105,11 @@ def _sample_chains(params, key, num_steps, num_chains: int):
     )
 
 
-@jax.jit
-def _log_prob_exact(params, y):
-    return -bm_energy(params, y) - bm_log_normalizer_exact(params)
-
-
-@jax.jit
-def _log_prob_given(params, log_z, y):
-    return -bm_energy(params, y) - log_z
-
-
 _energy = jax.jit(bm_energy)
 
 
 @register_model("boltzmann_machine")
-class BoltzmannMachine(Distribution):
+class BoltzmannMachine(UnnormalizedDistribution):
     """Fully visible Boltzmann machine over ``y ∈ {-1, +1}^d``.
 
     Args:
@@ -236,16 +151,10 @@ class BoltzmannMachine(Distribution):
             raise ValueError(f"b: expected shape ({d},) to match W {W.shape}, got {b.shape}")
         check_finite("W", W)
         check_finite("b", b)
-        _check_coupling(W)
+        check_symmetric_zero_diagonal("W", W)
         self.W, self.b = W, b
         self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
-        if log_normalizer is not None:
-            log_normalizer = jnp.asarray(log_normalizer, W.dtype)
-            if log_normalizer.shape != ():
-                raise ValueError(
-                    f"log_normalizer: expected a scalar, got shape {log_normalizer.shape}"
-                )
-        self.log_z = log_normalizer
+        self.log_z = self._check_log_normalizer(log_normalizer, W.dtype)
         super().__init__(batch_shape=(), event_shape=(d,), validate_args=validate_args)
 
     @property
@@ -258,25 +167,8 @@ class BoltzmannMachine(Distribution):
         return {"W": self.W, "b": self.b}
 
     def with_params(self, params) -> BoltzmannMachine:
-        """A new machine with ``params`` (an attached ``log Z`` is dropped)."""
-        return BoltzmannMachine(
-            params["W"],
-            params["b"],
-            num_gibbs_steps=self.num_gibbs_steps,
-            validate_args=self._validate_args,
-        )
-
-    def with_log_normalizer(self, value) -> BoltzmannMachine:
-        """The same machine with ``log Z = value`` attached (e.g. an AIS estimate)."""
-        if isinstance(value, AISResult):
-            value = value.log_normalizer_ratio
-        return BoltzmannMachine(
-            self.W,
-            self.b,
-            num_gibbs_steps=self.num_gibbs_steps,
-            log_normalizer=value,
-            validate_args=self._validate_args,
-        )
+        """A new machine with ``params`` (``{"W", "b"}``); an attached ``log Z`` is kept."""
+        return self._replace_data(W=params["W"], b=params["b"])
 
     # -- densities -----------------------------------------------------------------------
     def energy(self, value):
@@ -285,25 +177,20 @@ class BoltzmannMachine(Distribution):
         check_spins("value", value)
         return _energy(self.params, value)
 
-    def unnormalized_log_prob(self, value):
-        """``-E(y) = log p(y) + log Z``."""
-        return -self.energy(value)
+    @property
+    def exact_log_normalizer_available(self) -> bool:
+        """Whether ``log Z`` can be enumerated (``d <= 20``)."""
+        return self.dim <= EXACT_MAX_UNITS
 
-    @validate_sample
-    def log_prob(self, value):
-        """``log p(y) = -E(y) - log Z``."""
-        check_event_shape("value", value, self.event_shape)
-        check_spins("value", value)
-        if self.log_z is not None:
-            return _log_prob_given(self.params, self.log_z, value)
-        if self.dim <= EXACT_MAX_UNITS:
-            return _log_prob_exact(self.params, value)
-        else:
-            raise ValueError(
-                f"log_prob: the log normalizer of a Boltzmann machine with d={self.dim} > "
-                f"{EXACT_MAX_UNITS} units cannot be enumerated; attach an AIS estimate first: "
-                "bm = bm.with_log_normalizer(bm.log_normalizer(method='ais', key=key))"
-            )
+    def _exact_log_normalizer(self):
+        return _exact_log_z(self.params)
+
+    def _missing_normalizer_hint(self) -> str:
+        return (
+            f"with d={self.dim} > {EXACT_MAX_UNITS} units it cannot be enumerated; attach an "
+            "AIS estimate first: bm = bm.with_log_normalizer(bm.log_normalizer(method='ais', "
+            "key=key))"
+        )
 
     def log_normalizer(
         self,
@@ -316,7 +203,7 @@ class BoltzmannMachine(Distribution):
     ):
         """``log Z``: ``"exact"`` (enumeration, ``d <= 20``) or ``"ais"`` (``num_chains``
         runs over ``num_betas`` linearly spaced temperatures).  With ``return_result`` the
-        :class:`~numpyro_hgf.ais.AISResult` is returned (its ``log_normalizer_ratio`` is
+        :class:`~numpyro_hgf.samplers.ais.AISResult` is returned (its ``log_normalizer_ratio`` is
         ``log Z``)."""
         check_choice("method", method, ("exact", "ais"))
         if method == "exact":

@@ -3,7 +3,7 @@
 Rows "continuous flow" and "HGF" of the package's table: the learned field is a velocity
 ``v(x, t)`` (a ``flax.linen`` module and its params), the path is the ODE
 ``dx/dt = v(x, t)`` between a base at ``t0`` and the data at ``t1``, and sampling and the
-log-likelihood go through the one shared ODE module :mod:`numpyro_hgf.odeflow`.
+log-likelihood go through the one shared ODE module :mod:`numpyro_hgf.samplers.ode`.
 
 Both are pytrees whose data are the params (and the base's arrays); the module, the
 times, the solver and the trace settings are static, so they pass through ``jit``,
@@ -22,12 +22,27 @@ from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import check_choice, check_event_shape, check_positive_int
 from numpyro_hgf.io import register_model
-from numpyro_hgf.nn import module_config, module_from_config
-from numpyro_hgf.odeflow import TRACE_ESTIMATORS, ODESolver, ode_log_prob, solve_ode
+from numpyro_hgf.nn.config import module_config, module_from_config
+from numpyro_hgf.paths.base import path_from_config
+from numpyro_hgf.paths.hamiltonian import HamiltonianPath, ReflectionPath
+from numpyro_hgf.samplers.ode import TRACE_ESTIMATORS, ODESolver, ode_log_prob, solve_ode
 
 __all__ = ["ContinuousFlow", "HGFPrior"]
 
 EXACT_TRACE_MAX_DIM = 16
+
+
+def event_shape_of(module, event_shape, role: str) -> tuple[int, ...]:
+    """``event_shape`` as a tuple, or ``(module.out_dim,)`` when it is ``None``."""
+    if event_shape is None:
+        out_dim = getattr(module, "out_dim", None)
+        if out_dim is None:
+            raise ValueError(
+                f"event_shape: expected the data shape (the {role} module does not state its "
+                "out_dim), got None"
+            )
+        event_shape = (out_dim,)
+    return tuple(int(n) for n in event_shape)
 
 
 def _flatten_batch(value, event_shape):
@@ -70,7 +85,7 @@ class ContinuousFlow(dist.Distribution):
 
     ``sample`` draws ``z ~ base`` and integrates from ``t0`` to ``t1``; ``log_prob``
     integrates the data back to ``t0`` with the instantaneous change of variables
-    (:func:`numpyro_hgf.odeflow.ode_log_prob`)::
+    (:func:`numpyro_hgf.samplers.ode.ode_log_prob`)::
 
         log p(y) = log p_{t0}(z) - int_{t0}^{t1} tr(dv/dx)(x_t, t) dt
 
@@ -82,7 +97,7 @@ class ContinuousFlow(dist.Distribution):
         t0, t1: base and data times (``t1 < t0`` allowed).
         trace: ``"exact"``, ``"hutchinson"``, or ``None`` for exact when the event has at
             most 16 dimensions, Hutchinson otherwise.
-        solver: :class:`~numpyro_hgf.odeflow.ODESolver` (or a name) used by ``log_prob``.
+        solver: :class:`~numpyro_hgf.samplers.ode.ODESolver` (or a name) used by ``log_prob``.
         sample_solver: solver used by ``sample`` (default: ``solver``).
         num_probes: Hutchinson probes.
         probe_key: key of the Hutchinson probes; fixed, so ``log_prob`` is a deterministic
@@ -208,26 +223,22 @@ class ContinuousFlow(dist.Distribution):
         }
 
     @staticmethod
-    def _template_params(velocity, event_shape):
+    def _from_common_config(config: dict) -> tuple:
+        """``(field module, template params, event_shape, options)`` from a saved config:
+        the part every ODE model (this class, ``HGFPrior``, ``DiffusionPrior``) shares."""
+        velocity = module_from_config(config["velocity"])
+        event_shape = tuple(config["event_shape"])
         x = jnp.zeros((1, *event_shape))
-        return velocity.init(jax.random.key(0), x, jnp.zeros(()))["params"]
+        params = velocity.init(jax.random.key(0), x, jnp.zeros(()))["params"]
+        keys = ("trace", "solver", "sample_solver", "num_probes")
+        return velocity, params, event_shape, {k: config[k] for k in keys}
 
     @classmethod
     def from_config(cls, config: dict):
-        velocity = module_from_config(config["velocity"])
-        event_shape = tuple(config["event_shape"])
+        velocity, params, event_shape, options = cls._from_common_config(config)
         base = dist.Normal(jnp.asarray(config["base_loc"]), jnp.asarray(config["base_scale"]))
-        return cls(
-            velocity,
-            cls._template_params(velocity, event_shape),
-            base.to_event(len(event_shape)),
-            config["t0"],
-            config["t1"],
-            trace=config["trace"],
-            solver=config["solver"],
-            sample_solver=config["sample_solver"],
-            num_probes=config["num_probes"],
-        )
+        base = base.to_event(len(event_shape))
+        return cls(velocity, params, base, config["t0"], config["t1"], **options)
 
 
 @register_model("hgf_prior")
@@ -251,26 +262,15 @@ class HGFPrior(ContinuousFlow):
     pytree_aux_fields = ("path",)
 
     def __init__(self, velocity, params, path, *, event_shape=None, base=None, **kwargs):
-        from numpyro_hgf.paths import HamiltonianPath
-
         if not isinstance(path, HamiltonianPath):
             raise TypeError(f"path: expected a HamiltonianPath, got {type(path).__name__}")
-        if event_shape is None:
-            out_dim = getattr(velocity, "out_dim", None)
-            if out_dim is None:
-                raise ValueError(
-                    "event_shape: expected the data shape (the velocity module does not "
-                    "state its out_dim), got None"
-                )
-            event_shape = (out_dim,)
+        event_shape = event_shape_of(velocity, event_shape, "velocity")
         self.path = path
         base = path.base(tuple(event_shape)) if base is None else base
         super().__init__(velocity, params, base, path.horizon, 0.0, **kwargs)
 
     @constraints.dependent_property(is_discrete=False)
     def support(self):
-        from numpyro_hgf.paths import ReflectionPath
-
         if isinstance(self.path, ReflectionPath):
             box = constraints.interval(self.path.low, self.path.high)
             return constraints.independent(box, len(self.event_shape))
@@ -281,17 +281,6 @@ class HGFPrior(ContinuousFlow):
 
     @classmethod
     def from_config(cls, config: dict):
-        from numpyro_hgf.paths import path_from_config
-
-        velocity = module_from_config(config["velocity"])
-        event_shape = tuple(config["event_shape"])
-        return cls(
-            velocity,
-            cls._template_params(velocity, event_shape),
-            path_from_config(config["path"]),
-            event_shape=event_shape,
-            trace=config["trace"],
-            solver=config["solver"],
-            sample_solver=config["sample_solver"],
-            num_probes=config["num_probes"],
-        )
+        velocity, params, event_shape, options = cls._from_common_config(config)
+        path = path_from_config(config["path"])
+        return cls(velocity, params, path, event_shape=event_shape, **options)

@@ -1,12 +1,12 @@
 """``DiffusionPrior``: a score-based diffusion model as a NumPyro distribution.
 
 Row "diffusion" of the package's table: the learned field is a score ``s(x, t)`` (a
-``flax.linen`` module and its params), the path is a forward SDE (:mod:`numpyro_hgf.sde`), the
+``flax.linen`` module and its params), the path is a forward SDE (:mod:`numpyro_hgf.paths.sde`), the
 objective denoising score matching (:func:`numpyro_hgf.train.fit_diffusion`).
 
 * ``log_prob`` integrates the probability-flow ODE ``dx/dt = f - g^2 s / 2`` (Song et al. 2021,
   eq. 13 and App. D.2) from the data at ``eps`` up to ``T`` with the instantaneous change of
-  variables, through the one ODE module (:func:`numpyro_hgf.odeflow.ode_log_prob`, exact or
+  variables, through the one ODE module (:func:`numpyro_hgf.samplers.ode.ode_log_prob`, exact or
   Hutchinson trace)::
 
       log p_eps(x) = log pi(x_T) + int_eps^T div_x(f - g^2 s / 2)(x_t, t) dt.
@@ -14,9 +14,10 @@ objective denoising score matching (:func:`numpyro_hgf.train.fit_diffusion`).
   It is a jit-able, differentiable JAX function of the value and the params (the reference
   implementation integrates on the host with ``scipy.integrate.solve_ivp``), so the prior works
   under ``grad``, NUTS and SVI.
-* ``sample`` runs one of the samplers of :mod:`numpyro_hgf.samplers` with a chosen number of
-  score evaluations: ``"ode"`` (PF-ODE), ``"reverse_sde"`` (Euler--Maruyama), ``"pc"``
-  (predictor--corrector), ``"ddpm"`` (ancestral; VP SDE with a noise-predicting network).
+* ``sample`` runs a sampler object of :mod:`numpyro_hgf.samplers.diffusion` with a chosen
+  number of score evaluations: ``ProbabilityFlowODE`` (``"ode"``), ``ReverseSDE``
+  (``"reverse_sde"``, Euler--Maruyama), ``PredictorCorrector`` (``"pc"``), ``Ancestral``
+  (``"ddpm"``; VP SDE with a noise-predicting network).
 * ``bits_per_dim`` dequantizes integer levels uniformly and reports the bound of
   :func:`numpyro_hgf.metrics.bits_per_dim`.
 
@@ -27,6 +28,7 @@ It is a :class:`~numpyro_hgf.distributions.ContinuousFlow` whose velocity is the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 
@@ -37,53 +39,44 @@ from numpyro.distributions import constraints
 from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
+    check_instance,
+    check_nonnegative_int,
+    check_open_time,
     check_positive_float,
     check_positive_int,
 )
-from numpyro_hgf.distributions.continuous_flow import ContinuousFlow, _flatten_batch
+from numpyro_hgf.datasets import dequantize
+from numpyro_hgf.distributions.continuous_flow import (
+    ContinuousFlow,
+    _flatten_batch,
+    event_shape_of,
+)
 from numpyro_hgf.io import register_model
-from numpyro_hgf.nn import module_from_config
-from numpyro_hgf.odeflow import ODESolver
+from numpyro_hgf.objectives.diffusion import NETWORK_OUTPUTS
+from numpyro_hgf.objectives.likelihood import bits_per_dim
+from numpyro_hgf.paths.sde import SDE, VPSDE, sde_from_config
+from numpyro_hgf.samplers.diffusion import (
+    DIFFUSION_SAMPLERS,
+    Ancestral,
+    DiffusionSampler,
+    PredictorCorrector,
+    ProbabilityFlowODE,
+    ReverseSDE,
+)
+from numpyro_hgf.samplers.ode import ODESolver
 
 __all__ = ["DiffusionPrior", "SAMPLERS", "OUTPUTS"]
 
-SAMPLERS = ("ode", "reverse_sde", "pc", "ddpm")
-OUTPUTS = ("score", "noise")
+SAMPLERS = tuple(DIFFUSION_SAMPLERS)
+OUTPUTS = tuple(reversed(NETWORK_OUTPUTS))  # ("score", "noise")
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _jit_sample(prior, key, sample_shape, sampler, settings):
-    from numpyro_hgf import ddpm
-    from numpyro_hgf.diffusion_samplers import ode_sample, predictor_corrector, reverse_sde
-
+@partial(jax.jit, static_argnums=(2, 3))
+def _jit_sample(prior, key, sample_shape, sampler: DiffusionSampler):
     base_key, run_key = jax.random.split(key)
     x_T = prior.base.sample(base_key, sample_shape)
     flat, batch_shape = _flatten_batch(x_T, prior.event_shape)
-    eps = prior.sample_eps
-    if sampler == "ode":
-        solver = settings
-        result = ode_sample(prior.score, prior.sde, flat, solver=solver, eps=eps)
-        out, nfe = result.value, result.nfe
-    elif sampler == "reverse_sde":
-        out = reverse_sde(run_key, prior.score, prior.sde, flat, settings, eps=eps)
-        nfe = settings
-    elif sampler == "pc":
-        num_steps, snr, num_corrector = settings
-        out = predictor_corrector(
-            run_key,
-            prior.score,
-            prior.sde,
-            flat,
-            num_steps,
-            snr=snr,
-            num_corrector_steps=num_corrector,
-            eps=eps,
-        )
-        nfe = num_steps * (1 + num_corrector)
-    else:
-        schedule = ddpm.schedule_from_vp(prior.sde, settings)
-        out = ddpm.ddpm_ancestral(run_key, prior.noise, schedule, flat)
-        nfe = settings
+    out, nfe = sampler.sample(run_key, prior, flat)
     return out.reshape(*batch_shape, *prior.event_shape), jnp.asarray(nfe)
 
 
@@ -95,7 +88,7 @@ class DiffusionPrior(ContinuousFlow):
         score: a ``flax.linen`` module, ``score.apply({"params": params}, x, t)`` with
             ``x: (batch, *event_shape)``, ``t: ()`` -> ``(batch, *event_shape)``.
         params: its inner params pytree.
-        sde: a :mod:`numpyro_hgf.sde` SDE (``VPSDE``, ``VESDE``, ``SubVPSDE``).
+        sde: a :mod:`numpyro_hgf.paths.sde` SDE (``VPSDE``, ``VESDE``, ``SubVPSDE``).
         event_shape: the data shape; inferred from ``score.out_dim`` when it has one.
         output: what the network outputs: ``"score"`` (``s = net``) or ``"noise"``
             (e-prediction, ``s(x, t) = -net(x, t) / sigma(t)``; what
@@ -103,10 +96,13 @@ class DiffusionPrior(ContinuousFlow):
         eps: lowest time of the PF-ODE in ``log_prob`` (``log_prob`` is the density of
             ``p_eps``), in ``(0, T)``; Song et al. use ``1e-5``.
         sample_eps: last time of the samplers (Song et al.: ``1e-3``).
-        sampler: default sampler of :meth:`sample`: ``"ode"``, ``"reverse_sde"``, ``"pc"``,
-            ``"ddpm"``.
-        num_steps: default steps of the stochastic samplers.
-        snr, num_corrector_steps: of the ``"pc"`` sampler.
+        sampler: default sampler of :meth:`sample`: a
+            :class:`~numpyro_hgf.samplers.diffusion.DiffusionSampler` object
+            (``ProbabilityFlowODE(solver)``, ``ReverseSDE(num_steps)``,
+            ``PredictorCorrector(num_steps, snr, num_corrector_steps)``, ``Ancestral(num_steps)``)
+            or one of their names ``"ode"``, ``"reverse_sde"``, ``"pc"``, ``"ddpm"``.
+        num_steps, snr, num_corrector_steps: the settings a sampler *name* is built with
+            (``"ode"`` uses ``sample_solver``).
         base: override the prior ``pi`` (e.g. the exact ``p_T`` in oracle tests); a prior with
             an overridden base cannot be saved.
         trace, solver, sample_solver, num_probes, probe_key: as for
@@ -146,40 +142,19 @@ class DiffusionPrior(ContinuousFlow):
         base=None,
         **kwargs,
     ):
-        from numpyro_hgf.diffusion_samplers import check_eps
-        from numpyro_hgf.sde import SDE
-
-        if not isinstance(sde, SDE):
-            raise TypeError(
-                f"sde: expected a numpyro_hgf.sde SDE (VPSDE, VESDE, SubVPSDE), got {sde!r}"
-            )
+        check_instance("sde", sde, SDE, "a numpyro_hgf.paths SDE (VPSDE, VESDE, SubVPSDE)")
         if not hasattr(score, "apply"):
             raise TypeError(f"score: expected a flax.linen module, got {type(score).__name__}")
-        if event_shape is None:
-            out_dim = getattr(score, "out_dim", None)
-            if out_dim is None:
-                raise ValueError(
-                    "event_shape: expected the data shape (the score module does not state "
-                    "its out_dim), got None"
-                )
-            event_shape = (out_dim,)
-        event_shape = tuple(int(n) for n in event_shape)
+        event_shape = event_shape_of(score, event_shape, "score")
         self.sde = sde
         self.output = check_choice("output", output, OUTPUTS)
-        self.eps = check_eps(eps, sde.T, "eps")
-        self.sample_eps = check_eps(sample_eps, sde.T, "sample_eps")
-        self.sampler = check_choice("sampler", sampler, SAMPLERS)
+        self.eps = check_open_time("eps", eps, sde.T)
+        self.sample_eps = check_open_time("sample_eps", sample_eps, sde.T)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.snr = check_positive_float("snr", snr)
-        if isinstance(num_corrector_steps, bool) or not isinstance(num_corrector_steps, int):
-            raise TypeError(
-                f"num_corrector_steps: expected a non-negative integer, got {num_corrector_steps!r}"
-            )
-        if num_corrector_steps < 0:
-            raise ValueError(
-                f"num_corrector_steps: expected a non-negative integer, got {num_corrector_steps}"
-            )
-        self.num_corrector_steps = int(num_corrector_steps)
+        self.num_corrector_steps = check_nonnegative_int("num_corrector_steps", num_corrector_steps)
+        sample_solver = kwargs.get("sample_solver") or kwargs.get("solver", "tsit5")
+        self.sampler = self._sampler_of(sampler, ODESolver.of(sample_solver))
         self._custom_base = base is not None
         base = sde.prior(event_shape) if base is None else base
         if base.event_shape != event_shape:
@@ -204,9 +179,7 @@ class DiffusionPrior(ContinuousFlow):
     def score(self, x, t):
         """``s(x, t) ~ grad_x log p_t(x)``: ``x: (batch, *event_shape)``, ``t: ()`` in
         ``(0, T]`` -> ``(batch, *event_shape)``."""
-        from numpyro_hgf.sde import check_time
-
-        check_time(t, self.sde.T)
+        self.sde.check_time(t)
         out = self._net(x, t)
         if self.output == "noise":
             out = -out / self.sde.sigma(t)
@@ -215,9 +188,7 @@ class DiffusionPrior(ContinuousFlow):
     def noise(self, x, t):
         """e-prediction ``-sigma(t) s(x, t)`` (the DDPM view), shapes as :meth:`score`."""
         if self.output == "noise":
-            from numpyro_hgf.sde import check_time
-
-            check_time(t, self.sde.T)
+            self.sde.check_time(t)
             return self._net(x, t)
         return -self.sde.sigma(t) * self.score(x, t)
 
@@ -226,41 +197,46 @@ class DiffusionPrior(ContinuousFlow):
         return self.sde.pf_ode_drift(self.score, x, t)
 
     # -- sampling ----------------------------------------------------------------------
+    def _sampler_of(self, sampler, solver: ODESolver | None = None) -> DiffusionSampler:
+        """A sampler object from an object or a name (built with this prior's settings)."""
+        if isinstance(sampler, DiffusionSampler):
+            chosen = sampler
+        else:
+            name = check_choice("sampler", sampler, SAMPLERS)
+            chosen = {
+                "ode": lambda: ProbabilityFlowODE(solver or self.sampler.solver),
+                "reverse_sde": lambda: ReverseSDE(self.num_steps),
+                "pc": lambda: PredictorCorrector(
+                    self.num_steps, self.snr, self.num_corrector_steps
+                ),
+                "ddpm": lambda: Ancestral(self.num_steps),
+            }[name]()
+        if isinstance(chosen, Ancestral) and not isinstance(self.sde, VPSDE):
+            raise ValueError(
+                f"sampler: 'ddpm' needs a VPSDE prior, got a {type(self.sde).__name__}"
+            )
+        return chosen
+
     def sample_with_nfe(self, key, sample_shape=(), sampler=None, nfe=None, solver=None):
         """``(samples: (*sample_shape, *event_shape), nfe)``.
 
         Args:
-            sampler: ``"ode"``, ``"reverse_sde"``, ``"pc"`` or ``"ddpm"`` (default: the
-                prior's ``sampler``).
-            nfe: score evaluations.  ``"reverse_sde"`` / ``"ddpm"``: the number of steps;
-                ``"pc"``: ``nfe // (1 + num_corrector_steps)`` predictor steps; ``"ode"``:
-                Heun's method with ``nfe`` evaluations (default: ``sample_solver``).
+            sampler: a :class:`~numpyro_hgf.samplers.diffusion.DiffusionSampler` or a name
+                (``"ode"``, ``"reverse_sde"``, ``"pc"``, ``"ddpm"``); default: the prior's.
+            nfe: score evaluations (the sampler's ``with_nfe``): ``"reverse_sde"`` /
+                ``"ddpm"``: the number of steps; ``"pc"``: ``nfe // (1 + num_corrector_steps)``
+                predictor steps; ``"ode"``: Heun's method with ``nfe`` evaluations.
             solver: the ODE solver of ``"ode"`` (overrides ``nfe``).
         """
-        sampler = check_choice("sampler", self.sampler if sampler is None else sampler, SAMPLERS)
         if nfe is not None:
             nfe = check_positive_int("nfe", nfe)
-        if sampler == "ode":
-            if solver is not None:
-                settings = ODESolver.of(solver)
-            elif nfe is not None:
-                settings = ODESolver("heun", nfe=max(nfe, 2))
-            else:
-                settings = self.sample_solver
-        elif sampler == "pc":
-            per_step = 1 + self.num_corrector_steps
-            steps = self.num_steps if nfe is None else max(1, nfe // per_step)
-            settings = (steps, self.snr, self.num_corrector_steps)
-        else:
-            settings = self.num_steps if nfe is None else nfe
-            if sampler == "ddpm":
-                from numpyro_hgf.sde import VPSDE
-
-                if not isinstance(self.sde, VPSDE):
-                    raise ValueError(
-                        f"sampler: 'ddpm' needs a VPSDE prior, got a {type(self.sde).__name__}"
-                    )
-        return _jit_sample(self, key, tuple(sample_shape), sampler, settings)
+        solver = None if solver is None else ODESolver.of(solver)
+        chosen = self.sampler if sampler is None else self._sampler_of(sampler, solver)
+        if isinstance(chosen, ProbabilityFlowODE) and solver is not None:
+            chosen = ProbabilityFlowODE(solver)
+        elif nfe is not None:
+            chosen = chosen.with_nfe(nfe)
+        return _jit_sample(self, key, tuple(sample_shape), chosen)
 
     def sample(self, key, sample_shape=()):
         return self.sample_with_nfe(key, sample_shape)[0]
@@ -284,9 +260,6 @@ class DiffusionPrior(ContinuousFlow):
         Returns:
             ``(*batch,)`` bits per dimension.
         """
-        from numpyro_hgf.datasets import dequantize
-        from numpyro_hgf.metrics import bits_per_dim
-
         check_event_shape("raw_levels", raw_levels, self.event_shape)
         x = dequantize(key, raw_levels, num_levels, interval)
         dim = math.prod(self.event_shape)
@@ -305,7 +278,8 @@ class DiffusionPrior(ContinuousFlow):
             "output": self.output,
             "eps": self.eps,
             "sample_eps": self.sample_eps,
-            "sampler": self.sampler,
+            "sampler": self.sampler.name,
+            "sampler_options": dataclasses.asdict(self.sampler),
             "num_steps": self.num_steps,
             "snr": self.snr,
             "num_corrector_steps": self.num_corrector_steps,
@@ -313,24 +287,21 @@ class DiffusionPrior(ContinuousFlow):
 
     @classmethod
     def from_config(cls, config: dict):
-        from numpyro_hgf.sde import sde_from_config
-
-        score = module_from_config(config["velocity"])
-        event_shape = tuple(config["event_shape"])
+        score, params, event_shape, options = cls._from_common_config(config)
+        sampler = config["sampler"]
+        if "sampler_options" in config:
+            sampler = DIFFUSION_SAMPLERS[sampler](**config["sampler_options"])
         return cls(
             score,
-            cls._template_params(score, event_shape),
+            params,
             sde_from_config(config["sde"]),
             event_shape=event_shape,
             output=config["output"],
             eps=config["eps"],
             sample_eps=config["sample_eps"],
-            sampler=config["sampler"],
+            sampler=sampler,
             num_steps=config["num_steps"],
             snr=config["snr"],
             num_corrector_steps=config["num_corrector_steps"],
-            trace=config["trace"],
-            solver=config["solver"],
-            sample_solver=config["sample_solver"],
-            num_probes=config["num_probes"],
+            **options,
         )

@@ -26,19 +26,22 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from numpyro_hgf import samplers
 from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
+    check_event_shape_arg,
+    check_nonnegative_float,
     check_positive_float,
     check_positive_int,
     is_concrete,
 )
+from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
 from numpyro_hgf.io import register_model
-from numpyro_hgf.nn import module_config, module_from_config
+from numpyro_hgf.nn.config import module_config, module_from_config
+from numpyro_hgf.samplers import mcmc
+from numpyro_hgf.samplers.ais import annealed_importance_sampling
 
 __all__ = ["EnergyBasedModel", "SAMPLERS"]
 
@@ -47,44 +50,12 @@ QUADRATURE_MAX_DIM = 2
 _EDGE_MASS_WARN = 1e-6
 
 
-def _check_event_shape_arg(event_shape) -> tuple[int, ...]:
-    if isinstance(event_shape, int | np.integer) and not isinstance(event_shape, bool):
-        event_shape = (event_shape,)
-    try:
-        shape = tuple(event_shape)
-    except TypeError:
-        raise TypeError(
-            f"event_shape: expected a tuple of positive integers, got {event_shape!r}"
-        ) from None
-    if any(isinstance(s, bool) or not isinstance(s, int | np.integer) or s <= 0 for s in shape):
-        raise ValueError(f"event_shape: expected a tuple of positive integers, got {shape}")
-    return tuple(int(s) for s in shape)
-
-
-def _check_nonnegative_float(name: str, value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a non-negative number, got {value!r}") from None
-    if not np.isfinite(out) or out < 0:
-        raise ValueError(f"{name}: expected a non-negative finite number, got {value}")
-    return out
-
-
 # Sampling, quadrature and AIS run through ``jax.jit`` with the model itself as a pytree
 # argument (params traced, module and settings static), so repeated eager calls on models
 # of one configuration reuse one compiled function.
 @jax.jit
 def _jit_energy(ebm, flat):
     return ebm._energy_flat(flat)
-
-
-@jax.jit
-def _jit_log_prob(ebm, flat):
-    log_p = -ebm._energy_flat(flat)
-    if ebm.log_normalizer_value is not None:
-        log_p = log_p - ebm.log_normalizer_value
-    return log_p
 
 
 @jax.jit
@@ -136,8 +107,6 @@ def _jit_quadrature(ebm, low, high, resolution):
 
 @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
 def _jit_ais(ebm, key, num_chains, num_betas, transition, num_mcmc_steps, settings):
-    from numpyro_hgf.ais import annealed_importance_sampling
-
     step_size, base_scale, num_integration_steps, beta_power = settings
     event_axes = tuple(range(1, 1 + len(ebm.event_shape)))
     dim = math.prod(ebm.event_shape)
@@ -154,8 +123,8 @@ def _jit_ais(ebm, key, num_chains, num_betas, transition, num_mcmc_steps, settin
             return (1.0 - beta) * log_base(y) + beta * log_target(y)
 
         if transition == "mala":
-            return samplers.mala(k, log_beta, x, step_size, num_mcmc_steps).samples
-        return samplers.hmc(
+            return mcmc.mala(k, log_beta, x, step_size, num_mcmc_steps).samples
+        return mcmc.hmc(
             k,
             log_beta,
             x,
@@ -171,7 +140,7 @@ def _jit_ais(ebm, key, num_chains, num_betas, transition, num_mcmc_steps, settin
 
 
 @register_model("energy_based_model")
-class EnergyBasedModel(dist.Distribution):
+class EnergyBasedModel(UnnormalizedDistribution):
     """Energy-based model ``p(x) = exp(-E(x)) / Z`` with a learned energy ``E``.
 
     Args:
@@ -207,7 +176,8 @@ class EnergyBasedModel(dist.Distribution):
     """
 
     arg_constraints = {}
-    pytree_data_fields = ("params", "log_normalizer_value")
+    requires_normalizer = False
+    pytree_data_fields = ("params", "log_z")
     pytree_aux_fields = (
         "energy",
         "confinement",
@@ -235,10 +205,10 @@ class EnergyBasedModel(dist.Distribution):
     ):
         if not hasattr(energy, "apply"):
             raise TypeError(f"energy: expected a flax.linen module, got {type(energy).__name__}")
-        event_shape = _check_event_shape_arg(event_shape)
+        event_shape = check_event_shape_arg("event_shape", event_shape)
         self.energy = energy
         self.params = params
-        self.confinement = _check_nonnegative_float("confinement", confinement)
+        self.confinement = check_nonnegative_float("confinement", confinement)
         self.sampler = check_choice("sampler", sampler, SAMPLERS)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive_float("step_size", step_size)
@@ -246,9 +216,7 @@ class EnergyBasedModel(dist.Distribution):
         self.num_integration_steps = check_positive_int(
             "num_integration_steps", num_integration_steps
         )
-        self.log_normalizer_value = None
-        if log_normalizer is not None:
-            self.log_normalizer_value = self._check_log_normalizer(log_normalizer)
+        self.log_z = self._check_log_normalizer(log_normalizer)
         probe = jax.ShapeDtypeStruct((1, *event_shape), jnp.result_type(float))
         x_shape = "(n, " + ", ".join(map(str, event_shape)) + ")"
         try:
@@ -266,26 +234,11 @@ class EnergyBasedModel(dist.Distribution):
             )
         super().__init__(batch_shape=(), event_shape=event_shape, validate_args=validate_args)
 
-    @staticmethod
-    def _check_log_normalizer(log_z):
-        log_z = jnp.asarray(log_z)
-        if log_z.shape != ():
-            raise ValueError(f"log_normalizer: expected a scalar, got shape {log_z.shape}")
-        if is_concrete(log_z) and not bool(jnp.isfinite(log_z)):
-            raise ValueError(f"log_normalizer: expected a finite value, got {float(log_z)}")
-        return log_z
-
     @constraints.dependent_property(is_discrete=False)
     def support(self):
         return constraints.independent(constraints.real, len(self.event_shape))
 
-    # -- pytree seams --------------------------------------------------------------------
-    def _replace_data(self, **fields):
-        data, aux = self.tree_flatten()
-        names = type(self).gather_pytree_data_fields()
-        data = tuple(fields.get(n, v) for n, v in zip(names, data, strict=True))
-        return type(self).tree_unflatten(aux, data)
-
+    # -- params ---------------------------------------------------------------------------
     def with_params(self, params):
         """The same model with new ``params`` (differentiable; no re-initialisation).
 
@@ -294,19 +247,6 @@ class EnergyBasedModel(dist.Distribution):
         them re-estimate it or drop it with ``with_log_normalizer(None)``.
         """
         return self._replace_data(params=params)
-
-    def with_log_normalizer(self, log_normalizer):
-        """A copy whose ``log_prob`` is ``-E(x) - log_normalizer`` (normalised).
-
-        ``log_normalizer`` is typically ``self.log_normalizer(...)``; ``None`` removes it.
-        """
-        value = None if log_normalizer is None else self._check_log_normalizer(log_normalizer)
-        return self._replace_data(log_normalizer_value=value)
-
-    @property
-    def is_normalized(self) -> bool:
-        """Whether ``log_prob`` includes ``-log Z`` (set by :meth:`with_log_normalizer`)."""
-        return self.log_normalizer_value is not None
 
     # -- energy, score, density ----------------------------------------------------------
     def _energy_flat(self, flat):
@@ -328,11 +268,12 @@ class EnergyBasedModel(dist.Distribution):
         flat, batch_shape = self._flatten("x", x)
         return _jit_energy(self, flat).reshape(batch_shape)
 
-    def log_prob(self, value):
-        """``-E(value)`` (UNNORMALISED: off by the constant ``log Z`` unless
-        :meth:`with_log_normalizer` set it), ``value: (..., *event_shape)`` -> ``(...)``."""
+    def unnormalized_log_prob(self, value):
+        """``-E(value)``, ``value: (..., *event_shape)`` -> ``(...)``.  ``log_prob`` is this
+        (UNNORMALISED: off by the constant ``log Z``) until :meth:`with_log_normalizer` set
+        ``log Z``."""
         flat, batch_shape = self._flatten("value", value)
-        return _jit_log_prob(self, flat).reshape(batch_shape)
+        return -_jit_energy(self, flat).reshape(batch_shape)
 
     def score(self, x):
         """Stein score ``grad_x log p(x) = -grad_x E(x)``, same shape as ``x``."""
@@ -343,12 +284,12 @@ class EnergyBasedModel(dist.Distribution):
     def _run_chains(self, key, x0):
         """Run the configured sampler from ``x0: (n, *event_shape)``; ``(x, acceptance)``."""
         if self.sampler == "langevin":
-            x = samplers.langevin(key, self.score, x0, self.step_size, self.num_steps)
+            x = mcmc.langevin(key, self.score, x0, self.step_size, self.num_steps)
             return x, jnp.ones(x0.shape[0], x.dtype)
         if self.sampler == "mala":
-            result = samplers.mala(key, self.log_prob, x0, self.step_size, self.num_steps)
+            result = mcmc.mala(key, self.log_prob, x0, self.step_size, self.num_steps)
         else:
-            result = samplers.hmc(
+            result = mcmc.hmc(
                 key,
                 self.log_prob,
                 x0,
@@ -456,7 +397,7 @@ class EnergyBasedModel(dist.Distribution):
         num_integration_steps: int = 5,
         beta_power: float = 1.0,
     ):
-        """``log Z`` by annealed importance sampling (Neal 2001) via :mod:`numpyro_hgf.ais`.
+        """``log Z`` by annealed importance sampling (Neal 2001), :mod:`numpyro_hgf.samplers.ais`.
 
         The base is the normalised ``N(0, base_scale^2 I)``; ``num_chains`` chains move
         through ``p_beta ∝ N(0, s^2 I)^(1 - beta) exp(-E)^beta`` on ``num_betas``
@@ -477,7 +418,7 @@ class EnergyBasedModel(dist.Distribution):
             beta_power: exponent of the temperature schedule.
 
         Returns:
-            :class:`numpyro_hgf.ais.AISResult` (``log_normalizer_ratio`` = ``log Z``,
+            :class:`numpyro_hgf.samplers.ais.AISResult` (``log_normalizer_ratio`` = ``log Z``,
             ``log_weights``, ``samples`` from the target, ``stderr``).
         """
         num_chains = check_positive_int("num_chains", num_chains)
@@ -497,7 +438,7 @@ class EnergyBasedModel(dist.Distribution):
 
     # -- saving ----------------------------------------------------------------------------
     def save_config(self) -> dict:
-        log_z = self.log_normalizer_value
+        log_z = self.log_z
         if log_z is not None:
             if not is_concrete(log_z):
                 raise TypeError("model: cannot save a traced log_normalizer")

@@ -16,7 +16,7 @@ both conditionals factorise (``p(h_j = 1 | v) = σ(b_h,j + (vᵀW)_j)``,
 ``log Z`` is computed *exactly* by enumerating the ``2^k`` states of the smaller layer
 when ``k = min(V, H) <= 20`` (in chunks under ``lax.map``, so memory stays bounded), and
 otherwise estimated by annealed importance sampling (Salakhutdinov & Murray 2008) with the
-generic driver :func:`numpyro_hgf.ais.annealed_importance_sampling`.
+generic driver :func:`numpyro_hgf.samplers.ais.annealed_importance_sampling`.
 
 The pure functions (``rbm_*``) take ``params = {"W": (V, H), "b_visible": (V,),
 "b_hidden": (H,)}``; the class wraps them as a NumPyro distribution.
@@ -35,143 +35,31 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Distribution, constraints
-from numpyro.distributions.util import validate_sample
+from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import (
-    _describe,
+    check_binary,
     check_choice,
     check_event_shape,
     check_finite,
     check_positive_int,
-    is_concrete,
 )
-from numpyro_hgf.ais import AISResult, annealed_importance_sampling, piecewise_linear_betas
+from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
 from numpyro_hgf.io import register_model
+from numpyro_hgf.nn.boltzmann import (  # noqa: F401  (rbm_hidden_probs, ...: their place before 0.2)
+    EXACT_MAX_UNITS,
+    log_odds,
+    logsumexp_over_binary_states,
+    rbm_free_energy,
+    rbm_hidden_probs,
+    rbm_log_normalizer_exact,
+    rbm_mean_field_visible,
+    rbm_visible_probs,
+)
+from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling, piecewise_linear_betas
+from numpyro_hgf.samplers.block_gibbs import rbm_gibbs_sweep  # noqa: F401
 
-__all__ = [
-    "BernoulliRBM",
-    "EXACT_MAX_UNITS",
-    "check_binary",
-    "rbm_free_energy",
-    "rbm_hidden_probs",
-    "rbm_visible_probs",
-    "rbm_gibbs_sweep",
-    "rbm_log_normalizer_exact",
-    "rbm_log_normalizer_ais",
-    "rbm_mean_field_visible",
-    "logsumexp_over_binary_states",
-]
-
-#: Largest layer (number of units) whose ``2^k`` states are enumerated for an exact ``log Z``.
-EXACT_MAX_UNITS = 20
-_CHUNK = 2**14  # states per enumeration chunk (bounded memory: _CHUNK x max(V, H) floats)
-
-
-# --------------------------------------------------------------------------------------------
-# pure functions
-# --------------------------------------------------------------------------------------------
-
-
-def check_binary(name: str, x) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless a concrete ``x`` holds only 0s and 1s."""
-    if not is_concrete(x):
-        return
-    arr = np.asarray(x)
-    if arr.dtype == bool:
-        return
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name}: expected a numeric array of 0s and 1s, got {_describe(x)}")
-    bad = ~((arr == 0) | (arr == 1))
-    if np.any(bad):
-        example = arr[bad].ravel()[:3].tolist()
-        raise ValueError(
-            f"{name}: expected binary values in {{0, 1}}, got {int(bad.sum())} other "
-            f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (e.g. {example}) in {_describe(x)}"
-        )
-
-
-def rbm_free_energy(params, v):
-    """``F(v) = -b_vᵀv - Σ_j softplus(b_h,j + (vᵀW)_j)``; ``v: (..., V) -> (...)``."""
-    v = jnp.asarray(v, params["W"].dtype)
-    pre = v @ params["W"] + params["b_hidden"]
-    return -(v @ params["b_visible"]) - jnp.sum(jax.nn.softplus(pre), axis=-1)
-
-
-def rbm_hidden_probs(params, v):
-    """``p(h = 1 | v) = σ(vW + b_h)``; ``v: (..., V) -> (..., H)``."""
-    return jax.nn.sigmoid(jnp.asarray(v, params["W"].dtype) @ params["W"] + params["b_hidden"])
-
-
-def rbm_visible_probs(params, h):
-    """``p(v = 1 | h) = σ(W h + b_v)``; ``h: (..., H) -> (..., V)``."""
-    return jax.nn.sigmoid(jnp.asarray(h, params["W"].dtype) @ params["W"].T + params["b_visible"])
-
-
-def rbm_gibbs_sweep(params, key, v):
-    """One block-Gibbs sweep ``h ~ p(h | v)``, ``v ~ p(v | h)``; ``v: (..., V)`` (float 0/1)."""
-    kh, kv = jax.random.split(key)
-    dtype = params["W"].dtype
-    h = jax.random.bernoulli(kh, rbm_hidden_probs(params, v)).astype(dtype)
-    return jax.random.bernoulli(kv, rbm_visible_probs(params, h)).astype(dtype)
-
-
-def logsumexp_over_binary_states(fn, k: int, *, spins: bool = False, dtype=jnp.float32):
-    """``logsumexp`` of ``fn(states)`` over all ``2^k`` binary vectors of length ``k``.
-
-    ``fn: (C, k) -> (C,)`` is evaluated on chunks of at most ``2^14`` states (under
-    ``lax.map``), so memory is bounded for ``k`` up to :data:`EXACT_MAX_UNITS`.  States are
-    ``{0, 1}`` (or ``{-1, +1}`` with ``spins=True``); differentiable through ``fn``.
-    """
-    total = 2**k
-    chunk = min(total, _CHUNK)
-    bits = jnp.arange(k, dtype=jnp.int32)
-
-    def states(start):
-        idx = start + jnp.arange(chunk, dtype=jnp.int32)
-        s = ((idx[:, None] >> bits) & 1).astype(dtype)
-        return 2.0 * s - 1.0 if spins else s
-
-    def chunk_lse(start):
-        return jax.scipy.special.logsumexp(fn(states(start)))
-
-    if total == chunk:
-        return chunk_lse(jnp.int32(0))
-    starts = jnp.arange(0, total, chunk, dtype=jnp.int32)
-    return jax.scipy.special.logsumexp(jax.lax.map(chunk_lse, starts))
-
-
-def rbm_log_normalizer_exact(params):
-    """Exact ``log Z`` by enumerating the smaller layer (``min(V, H) <= 20``)."""
-    W, b, c = params["W"], params["b_visible"], params["b_hidden"]
-    V, H = W.shape
-    if min(V, H) > EXACT_MAX_UNITS:
-        raise ValueError(
-            f"params: exact log Z enumerates 2^min(V, H) states and needs min(V, H) <= "
-            f"{EXACT_MAX_UNITS}, got V={V}, H={H}; use method='ais'"
-        )
-    if H <= V:
-        # sum over h of exp(b_hᵀh) prod_i (1 + exp(b_v,i + (W h)_i))
-        fn = lambda h: h @ c + jnp.sum(jax.nn.softplus(h @ W.T + b), axis=-1)
-        return logsumexp_over_binary_states(fn, H, dtype=W.dtype)
-    return logsumexp_over_binary_states(lambda v: -rbm_free_energy(params, v), V, dtype=W.dtype)
-
-
-def _log_odds(p, eps=1e-3):
-    p = jnp.clip(p, eps, 1.0 - eps)
-    return jnp.log(p) - jnp.log1p(-p)
-
-
-def rbm_mean_field_visible(params, num_iters: int = 50, damping: float = 0.5):
-    """Mean-field visible marginals ``m ≈ E[v]``: damped iterations of
-    ``m <- σ(b_v + W σ(b_h + Wᵀ m))`` from ``σ(b_v)``; ``(V,)``."""
-    W, b, c = params["W"], params["b_visible"], params["b_hidden"]
-
-    def body(_, m):
-        new = jax.nn.sigmoid(b + W @ jax.nn.sigmoid(c + m @ W))
-        return damping * m + (1.0 - damping) * new
-
-    return jax.lax.fori_loop(0, num_iters, body, jax.nn.sigmoid(b))
+__all__ = ["BernoulliRBM", "rbm_log_normalizer_ais"]
 
 
 def rbm_log_normalizer_ais(params, key, base_visible_bias, betas, num_chains: int) -> AISResult:
@@ -185,13 +73,13 @@ def rbm_log_normalizer_ais(params, key, base_visible_bias, betas, num_chains: in
     the joint ``(v, h)``; the weights use the marginals ``p*_β(v)`` (hidden units summed
     out), and the transitions are block-Gibbs sweeps of ``p_β``.
 
-    Returns an :class:`~numpyro_hgf.ais.AISResult` whose ``log_normalizer_ratio`` is the
+    Returns an :class:`~numpyro_hgf.samplers.ais.AISResult` whose ``log_normalizer_ratio`` is the
     estimate of ``log Z`` itself (the base normaliser added back).
     """
     W, b, c = params["W"], params["b_visible"], params["b_hidden"]
     V, H = W.shape
     if base_visible_bias is None:
-        base_visible_bias = _log_odds(rbm_mean_field_visible(params))
+        base_visible_bias = log_odds(rbm_mean_field_visible(params))
     b_a = jnp.asarray(base_visible_bias, W.dtype)
     log_z_base = H * math.log(2.0) + jnp.sum(jax.nn.softplus(b_a))
 
@@ -238,16 +126,6 @@ def _sample_chains(params, key, num_steps, num_chains: int):
     )
 
 
-@jax.jit
-def _log_prob_exact(params, v):
-    return -rbm_free_energy(params, v) - rbm_log_normalizer_exact(params)
-
-
-@jax.jit
-def _log_prob_given(params, log_z, v):
-    return -rbm_free_energy(params, v) - log_z
-
-
 _free_energy = jax.jit(rbm_free_energy)
 
 
@@ -257,7 +135,7 @@ _free_energy = jax.jit(rbm_free_energy)
 
 
 @register_model("bernoulli_rbm")
-class BernoulliRBM(Distribution):
+class BernoulliRBM(UnnormalizedDistribution):
     """Restricted Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V``.
 
     Args:
@@ -329,14 +207,7 @@ class BernoulliRBM(Distribution):
             check_finite(name, x)
         self.W, self.b_visible, self.b_hidden = W, b_visible, b_hidden
         self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
-        if log_normalizer is not None:
-            log_normalizer = jnp.asarray(log_normalizer, W.dtype)
-            if log_normalizer.shape != ():
-                raise ValueError(
-                    f"log_normalizer: expected a scalar, got shape {log_normalizer.shape}"
-                )
-            check_finite("log_normalizer", log_normalizer)
-        self.log_z = log_normalizer
+        self.log_z = self._check_log_normalizer(log_normalizer, W.dtype)
         super().__init__(batch_shape=(), event_shape=(V,), validate_args=validate_args)
 
     # -- params -------------------------------------------------------------------------
@@ -354,71 +225,41 @@ class BernoulliRBM(Distribution):
         return {"W": self.W, "b_visible": self.b_visible, "b_hidden": self.b_hidden}
 
     def with_params(self, params) -> BernoulliRBM:
-        """A new RBM with ``params`` (a dict like :attr:`params`); an attached ``log Z`` is
-        dropped (it belongs to the old params).  Differentiable in ``params``."""
+        """A new RBM with ``params`` (a dict like :attr:`params`); differentiable in
+        ``params``.  An attached ``log Z`` is kept (see
+        :mod:`numpyro_hgf.distributions.unnormalized`)."""
         missing = {"W", "b_visible", "b_hidden"} - set(params)
         if missing:
             raise ValueError(
                 f"params: expected keys ['W', 'b_visible', 'b_hidden'], got {sorted(params)}"
             )
-        return BernoulliRBM(
-            params["W"],
-            params["b_visible"],
-            params["b_hidden"],
-            num_gibbs_steps=self.num_gibbs_steps,
-            validate_args=self._validate_args,
-        )
-
-    def with_log_normalizer(self, value) -> BernoulliRBM:
-        """The same RBM with ``log Z = value`` attached (e.g. an AIS estimate), used by
-        :meth:`log_prob` instead of enumeration or an error."""
-        if isinstance(value, AISResult):
-            value = value.log_normalizer_ratio
-        return BernoulliRBM(
-            self.W,
-            self.b_visible,
-            self.b_hidden,
-            num_gibbs_steps=self.num_gibbs_steps,
-            log_normalizer=value,
-            validate_args=self._validate_args,
+        return self._replace_data(
+            W=params["W"], b_visible=params["b_visible"], b_hidden=params["b_hidden"]
         )
 
     # -- densities -----------------------------------------------------------------------
-    def free_energy(self, value):
-        """``F(v)``; ``value: (..., V) -> (...)``."""
+    def energy(self, value):
+        """The free energy ``F(v)`` (hidden units summed out); ``value: (..., V) -> (...)``."""
         check_event_shape("value", value, self.event_shape)
         check_binary("value", value)
         return _free_energy(self.params, value)
 
-    def unnormalized_log_prob(self, value):
-        """``-F(v) = log p(v) + log Z``: the log probability up to the constant ``log Z``."""
-        return -self.free_energy(value)
+    free_energy = energy
 
     @property
     def exact_log_normalizer_available(self) -> bool:
         """Whether ``log Z`` can be enumerated (``min(V, H) <= 20``)."""
         return min(self.num_visible, self.num_hidden) <= EXACT_MAX_UNITS
 
-    def _check_log_z_available(self):
-        if self.log_z is not None or self.exact_log_normalizer_available:
-            return
-        raise ValueError(
-            f"log_prob: the log normalizer of an RBM with V={self.num_visible} visible and "
-            f"H={self.num_hidden} hidden units cannot be enumerated (min(V, H) > "
-            f"{EXACT_MAX_UNITS}); estimate it by AIS and attach it first: "
-            "rbm = rbm.with_log_normalizer(rbm.log_normalizer(method='ais', key=key)), "
-            "or use rbm.unnormalized_log_prob(v)"
-        )
+    def _exact_log_normalizer(self):
+        return _exact_log_z(self.params)
 
-    @validate_sample
-    def log_prob(self, value):
-        """``log p(v) = -F(v) - log Z`` (see the class docstring for ``log Z``)."""
-        check_event_shape("value", value, self.event_shape)
-        check_binary("value", value)
-        self._check_log_z_available()
-        if self.log_z is not None:
-            return _log_prob_given(self.params, self.log_z, value)
-        return _log_prob_exact(self.params, value)
+    def _missing_normalizer_hint(self) -> str:
+        return (
+            f"with V={self.num_visible} visible and H={self.num_hidden} hidden units it cannot "
+            f"be enumerated (min(V, H) > {EXACT_MAX_UNITS}); estimate it by AIS and attach it "
+            "first: rbm = rbm.with_log_normalizer(rbm.log_normalizer(method='ais', key=key))"
+        )
 
     def log_normalizer(
         self,
@@ -447,7 +288,7 @@ class BernoulliRBM(Distribution):
                 ``base_visible_bias`` they are the log-odds of the model's mean-field
                 visible marginals (:func:`rbm_mean_field_visible`).
             base_visible_bias: ``(V,)`` base visible biases (overrides ``data``).
-            return_result: return the :class:`~numpyro_hgf.ais.AISResult` (its
+            return_result: return the :class:`~numpyro_hgf.samplers.ais.AISResult` (its
                 ``log_normalizer_ratio`` is ``log Z``; ``stderr`` its standard error).
 
         Returns:
@@ -481,7 +322,7 @@ class BernoulliRBM(Distribution):
             check_binary("data", data)
             data = data.reshape(-1, self.num_visible)
             p = (jnp.sum(data, axis=0) + 0.5) / (data.shape[0] + 1.0)
-            base_visible_bias = _log_odds(p)
+            base_visible_bias = log_odds(p)
         if base_visible_bias is not None:
             base_visible_bias = jnp.asarray(base_visible_bias, self.W.dtype)
             if base_visible_bias.shape != (self.num_visible,):

@@ -18,6 +18,7 @@ never part of the pytree (neither data nor aux), so flattening is deterministic.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import jax
@@ -26,16 +27,15 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import array_equiv
 
-__all__ = ["NetworkTransform", "soft_clamp", "as_key", "coupling_split", "coupling_merge"]
+from numpyro_hgf._checks import as_key
 
-
-def as_key(key):
-    """``None`` -> ``PRNGKey(0)``, ``int`` -> ``PRNGKey(int)``, a key passes through."""
-    if key is None:
-        return jax.random.PRNGKey(0)
-    if isinstance(key, int):
-        return jax.random.PRNGKey(key)
-    return key
+__all__ = [
+    "NetworkTransform",
+    "BuilderConfig",
+    "soft_clamp",
+    "coupling_split",
+    "coupling_merge",
+]
 
 
 def soft_clamp(x, bound: float):
@@ -153,3 +153,44 @@ class NetworkTransform(Transform):
         return (
             f"{type(self).__name__}({type(self.module).__name__}{', ' if statics else ''}{statics})"
         )
+
+
+class BuilderConfig:
+    """Mixin of the flows a builder makes: the builder's arguments ride along as canonical
+    JSON (a hashable string: safe static aux data), so the flow can be saved and rebuilt.
+
+    A subclass sets ``CONFIG_KEYS`` (the builder's arguments) and ``BUILDER`` (its name for
+    the error of a hand-built flow), stores ``self._config = self._encode_config(config)`` and
+    lists ``"_config"`` in its ``pytree_aux_fields``; its ``from_config`` starts with
+    ``cls._checked_config(config)``.
+    """
+
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ()
+    BUILDER: ClassVar[str] = "its builder"
+
+    @staticmethod
+    def _encode_config(config: dict | None) -> str | None:
+        return None if config is None else json.dumps(config, sort_keys=True)
+
+    @property
+    def config(self) -> dict | None:
+        """The builder's arguments (a fresh dict), or ``None`` for a hand-built model."""
+        return None if self._config is None else json.loads(self._config)
+
+    def save_config(self) -> dict:
+        if self._config is None:
+            raise TypeError(
+                f"model: expected a {type(self).__name__} built by {self.BUILDER} (it records the "
+                "config needed to save it), got a hand-built one"
+            )
+        return self.config
+
+    @classmethod
+    def _checked_config(cls, config: dict) -> dict:
+        missing = [k for k in cls.CONFIG_KEYS if k not in config]
+        if missing:
+            raise ValueError(
+                f"config: expected keys {list(cls.CONFIG_KEYS)}, got {sorted(config)} "
+                f"(missing {missing})"
+            )
+        return config

@@ -1,0 +1,129 @@
+"""One base for the models whose density is known only up to its normaliser ``Z``.
+
+Energy-based models, RBMs and Boltzmann machines have ``p(x) = exp(-E(x)) / Z`` with an
+energy that is cheap and a ``log Z`` that is not.  They share one protocol:
+
+* :meth:`~UnnormalizedDistribution.unnormalized_log_prob` ``= -E(x)`` (or ``-F(v)``), always
+  available, differentiable in the value and the params;
+* :meth:`~UnnormalizedDistribution.log_normalizer` estimates ``log Z`` (exact enumeration when
+  the model is small, annealed importance sampling or quadrature otherwise; each subclass
+  documents its methods);
+* :meth:`~UnnormalizedDistribution.with_log_normalizer` attaches an estimate (a number or an
+  :class:`~numpyro_hgf.samplers.ais.AISResult`), after which ``log_prob`` is normalised;
+* ``log_prob = unnormalized_log_prob - log Z`` with, in order, the attached value, the exact
+  enumeration when the subclass has one, and otherwise -- per subclass -- either the
+  unnormalised value (``requires_normalizer = False``: fine for MCMC, which ignores constants)
+  or a ``ValueError`` that says how to attach an estimate;
+* :meth:`~UnnormalizedDistribution.with_params` / ``params``: the seam trainers
+  differentiate through (pure pytree data replacement; an attached ``log Z`` is kept as it
+  is -- it belongs to the old params, so re-estimate it or drop it with
+  ``with_log_normalizer(None)``).
+
+Subclasses are pytrees (NumPyro's ``pytree_data_fields``) whose data fields include
+``log_z`` (``None`` or a scalar), so they pass through ``jit``, ``vmap`` and ``grad``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax.numpy as jnp
+from numpyro.distributions import Distribution
+from numpyro.distributions.util import validate_sample
+
+from numpyro_hgf._checks import is_concrete
+from numpyro_hgf.samplers.ais import AISResult
+
+__all__ = ["UnnormalizedDistribution"]
+
+
+class UnnormalizedDistribution(Distribution):
+    """Base of distributions with ``p(x) = exp(u(x)) / Z`` and an intractable ``Z``.
+
+    Subclasses set ``pytree_data_fields`` to include ``"log_z"``, store the attached value in
+    ``self.log_z`` (via :meth:`_check_log_normalizer`), and implement
+    :meth:`unnormalized_log_prob`, :meth:`log_normalizer`, :meth:`_missing_normalizer_hint`
+    and -- when ``Z`` can be enumerated -- :meth:`_exact_log_normalizer`.
+    """
+
+    #: ``log_prob`` without an attached or exact ``log Z``: ``True`` raises, ``False`` returns
+    #: the unnormalised value.
+    requires_normalizer: ClassVar[bool] = True
+
+    # -- what subclasses provide ---------------------------------------------------------------
+    def energy(self, value):
+        """``E(value)`` with ``p = exp(-E) / Z``; ``value: (..., *event_shape) -> (...)``."""
+        raise NotImplementedError  # abstract
+
+    def unnormalized_log_prob(self, value):
+        """``-E(value) = log p(value) + log Z``: the log density up to the constant ``log Z``."""
+        return -self.energy(value)
+
+    def log_normalizer(self, method=None, **kwargs):
+        """An estimate of ``log Z`` (a scalar)."""
+        raise NotImplementedError  # abstract
+
+    @property
+    def exact_log_normalizer_available(self) -> bool:
+        """Whether ``log Z`` can be computed exactly (e.g. by enumeration)."""
+        return False
+
+    def _exact_log_normalizer(self):
+        raise NotImplementedError  # abstract (only when exact_log_normalizer_available)
+
+    def _missing_normalizer_hint(self) -> str:
+        return "estimate it and attach it first with model.with_log_normalizer(...)"
+
+    # -- the shared protocol ---------------------------------------------------------------------
+    @staticmethod
+    def _check_log_normalizer(log_z, dtype=None):
+        """``None``, or a finite scalar (an :class:`AISResult` gives its estimate)."""
+        if log_z is None:
+            return None
+        if isinstance(log_z, AISResult):
+            log_z = log_z.log_normalizer_ratio
+        log_z = jnp.asarray(log_z, dtype)
+        if log_z.shape != ():
+            raise ValueError(f"log_normalizer: expected a scalar, got shape {log_z.shape}")
+        if is_concrete(log_z) and not bool(jnp.isfinite(log_z)):
+            raise ValueError(f"log_normalizer: expected a finite value, got {float(log_z)}")
+        return log_z
+
+    def _replace_data(self, **fields):
+        """The same model with some pytree data fields replaced (no re-validation)."""
+        data, aux = self.tree_flatten()
+        names = type(self).gather_pytree_data_fields()
+        unknown = set(fields) - set(names)
+        if unknown:
+            raise TypeError(
+                f"fields: {sorted(unknown)} are not data fields of {type(self).__name__}"
+            )
+        data = tuple(fields.get(n, v) for n, v in zip(names, data, strict=True))
+        return type(self).tree_unflatten(aux, data)
+
+    def with_log_normalizer(self, log_normalizer):
+        """A copy whose ``log_prob`` is ``unnormalized_log_prob - log_normalizer``.
+
+        ``log_normalizer`` is a scalar, an :class:`~numpyro_hgf.samplers.ais.AISResult`, or
+        ``None`` (remove an attached value).
+        """
+        dtype = getattr(self.log_z, "dtype", None)
+        return self._replace_data(log_z=self._check_log_normalizer(log_normalizer, dtype))
+
+    @property
+    def is_normalized(self) -> bool:
+        """Whether ``log_prob`` includes ``-log Z`` (attached, or exact by enumeration)."""
+        return self.log_z is not None or self.exact_log_normalizer_available
+
+    @validate_sample
+    def log_prob(self, value):
+        """``unnormalized_log_prob(value) - log Z`` (see the module docstring for ``log Z``)."""
+        if self.log_z is None and not self.exact_log_normalizer_available:
+            if self.requires_normalizer:
+                raise ValueError(
+                    f"log_prob: the log normalizer of {self!r} cannot be computed exactly; "
+                    f"{self._missing_normalizer_hint()}, or use unnormalized_log_prob(value)"
+                )
+            return self.unnormalized_log_prob(value)
+        log_z = self.log_z if self.log_z is not None else self._exact_log_normalizer()
+        return self.unnormalized_log_prob(value) - log_z
