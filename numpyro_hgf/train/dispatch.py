@@ -22,7 +22,15 @@ import optax
 
 from numpyro_hgf._checks import check_choice, check_positive_int
 
-__all__ = ["TrainState", "init_train_state", "build_dispatch", "data_parallel_mesh", "LossFn"]
+__all__ = [
+    "TrainState",
+    "TrainResult",
+    "NonFiniteLossError",
+    "init_train_state",
+    "build_dispatch",
+    "data_parallel_mesh",
+    "LossFn",
+]
 
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
@@ -37,6 +45,41 @@ class TrainState(NamedTuple):
     ema_params: Any
     key: jax.Array
     aux: Any = None
+
+
+class TrainResult(NamedTuple):
+    """What :meth:`Trainer.fit` returns.
+
+    ``params`` are the params to use: the EMA params when EMA is on, and the best
+    validated params when early stopping restored them.  ``history`` holds one training
+    loss per step; ``validation`` holds ``(step, value)`` pairs.
+    """
+
+    params: Any
+    state: TrainState
+    history: np.ndarray
+    validation: list[tuple[int, float]]
+    stopped_early: bool
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or inf.
+
+    Attributes:
+        step: the 0-based index of the first step whose loss was not finite.
+        last_good_state: the :class:`TrainState` just before that step.
+        history: the finite losses up to that step.
+    """
+
+    def __init__(self, step: int, last_good_state: TrainState, history: np.ndarray):
+        self.step = step
+        self.last_good_state = last_good_state
+        self.history = history
+        super().__init__(
+            f"training loss became non-finite at step {step}; stopped and kept the last good "
+            f"params (from step {step - 1}) in `error.last_good_state`. Lower the learning "
+            "rate, enable gradient clipping, or check the data."
+        )
 
 
 def init_train_state(

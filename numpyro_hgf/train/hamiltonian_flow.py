@@ -1,6 +1,7 @@
-"""Training of neural Hamiltonian flows (seed 003) on the :class:`Trainer` core.
+"""Training of neural Hamiltonian flows on the one fit skeleton.
 
-Objective: maximise the evidence lower bound of the position marginal,
+Objective: maximise the evidence lower bound of the position marginal
+(:func:`numpyro_hgf.objectives.hamiltonian_flow_loss`),
 
     ELBO(q) = E_{p ~ f_psi(p | q)}[ log pi(H^{-1}(q, p)) - log f_psi(p | q) ],
 
@@ -8,39 +9,33 @@ jointly in the Hamiltonians (``U_theta`` and the masses of every layer) and the 
 encoder ``psi`` (reparametrised momentum draws; no Jacobian term since the flow preserves
 volume).  ``objective="iwae"`` maximises the tighter importance-weighted bound with
 ``num_samples`` draws instead (Burda et al. 2016).  See
-:class:`~numpyro_hgf.flows.hamiltonian.NeuralHamiltonianFlow`.
+:class:`~numpyro_hgf.flows.NeuralHamiltonianFlow`.
 """
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 
 from numpyro_hgf._checks import (
     check_choice,
+    check_data_matrix,
     check_event_shape,
-    check_finite,
+    check_key,
     check_positive_int,
 )
-from numpyro_hgf.train.trainer import Trainer, TrainResult
+from numpyro_hgf.flows.hamiltonian_flow import NeuralHamiltonianFlow
+from numpyro_hgf.objectives.likelihood import LIKELIHOOD_BOUNDS, hamiltonian_flow_loss
+from numpyro_hgf.train.fit import fit_objective
+from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
 
-__all__ = ["fit_hamiltonian_flow", "hamiltonian_flow_loss"]
+__all__ = ["fit_hamiltonian_flow", "hamiltonian_flow_loss", "RECIPE"]
 
-OBJECTIVES = ("elbo", "iwae")
+#: The optimisation ``fit_hamiltonian_flow`` recommends.
+RECIPE = Recipe(steps=2_000, batch_size=256, learning_rate=1e-3, clip_norm=10.0, ema_decay=None)
 
-
-def hamiltonian_flow_loss(model, params, q, key, *, num_samples: int = 1, objective="elbo"):
-    """Negative mean bound of ``q: (n, dim)`` under ``model.with_params(params)``.
-
-    ``objective="elbo"``: ``-mean ELBO`` (``num_samples`` draws averaged);
-    ``"iwae"``: ``-mean IWAE_{num_samples}``.
-    """
-    nhf = model.with_params(params)
-    if objective == "iwae":
-        return -jnp.mean(nhf.log_prob_iwae(q, key, num_samples))
-    return -jnp.mean(nhf.elbo(q, key, num_samples))
+OBJECTIVES = LIKELIHOOD_BOUNDS
 
 
 def fit_hamiltonian_flow(
@@ -52,21 +47,14 @@ def fit_hamiltonian_flow(
     dt: float = 0.2,
     hidden=(64, 64),
     encoder_hidden=None,
-    steps: int = 2_000,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
     num_samples: int = 1,
     objective: str = "elbo",
     key=None,
-    validation_data=None,
-    validate_every: int = 200,
-    patience: int | None = None,
-    ema_decay: float | None = None,
-    clip_norm: float | None = 10.0,
-    progress: bool | None = None,
+    options: TrainOptions | None = None,
     return_result: bool = False,
+    **train_options: Unpack[TrainKeywords],
 ):
-    """Fit a :class:`~numpyro_hgf.flows.hamiltonian.NeuralHamiltonianFlow` to ``data``.
+    """Fit a :class:`~numpyro_hgf.flows.NeuralHamiltonianFlow` to ``data``.
 
     Args:
         data: ``(n, d)`` training positions (finite).
@@ -76,33 +64,25 @@ def fit_hamiltonian_flow(
         num_layers, num_steps, dt, hidden, encoder_hidden: architecture (ignored when
             ``model`` is given): ``num_layers`` Hamiltonian layers of ``num_steps``
             leapfrog steps of size ``dt > 0``.
-        steps, batch_size: optimizer steps and minibatch size.
-        learning_rate: peak Adam learning rate, cosine decay to zero over ``steps``.
         num_samples: momentum draws per data point and step.
-        objective: ``"elbo"`` (the seed's objective) or ``"iwae"``.
+        objective: ``"elbo"`` or ``"iwae"``.
         key: ``jax.random`` key (required): initialisation, minibatches, momentum draws.
-        validation_data: optional ``(m, d)``; its negative ELBO (``num_samples`` draws, a
-            fixed key) is evaluated every ``validate_every`` steps; with ``patience``
-            training stops early and the best params are returned.
-        ema_decay, clip_norm, progress: passed to :class:`~numpyro_hgf.train.Trainer`.
+        options, **train_options: how to train (:class:`~numpyro_hgf.train.TrainOptions`).
+            Recommended: 2,000 Adam steps of 256 rows, learning rate 1e-3 with cosine decay,
+            clipping at norm 10, no EMA.  With ``validation`` rows the model gets the params
+            of the lowest held-out negative bound (``num_samples`` fixed draws).
         return_result: also return the :class:`~numpyro_hgf.train.TrainResult`
             (its ``history`` is the per-step negative bound).
 
     Returns:
         The trained model (saveable with :func:`numpyro_hgf.save`), or ``(model, result)``.
     """
-    from numpyro_hgf.flows.hamiltonian import NeuralHamiltonianFlow
-
-    if key is None:
-        raise TypeError("key: expected a jax.random key, got None")
-    data = jnp.asarray(data)
-    if data.ndim != 2:
-        raise ValueError(f"data: expected an array of shape (n, d), got shape {data.shape}")
-    check_finite("data", data)
-    steps = check_positive_int("steps", steps)
+    key = check_key("key", key)
+    options = resolve_options(options, train_options, RECIPE)
+    data = check_data_matrix("data", data)
     num_samples = check_positive_int("num_samples", num_samples)
     check_choice("objective", objective, OBJECTIVES)
-    init_key, train_key, val_key = jax.random.split(key, 3)
+    init_key, train_key = jax.random.split(key)
     if model is None:
         model = NeuralHamiltonianFlow.create(
             init_key,
@@ -124,39 +104,8 @@ def fit_hamiltonian_flow(
             model, params, batch, key, num_samples=num_samples, objective=objective
         )
 
-    trainer = Trainer(
-        loss_fn,
-        optax.adam(optax.cosine_decay_schedule(learning_rate, steps)),
-        batch_size=min(batch_size, data.shape[0]),
-        ema_decay=ema_decay,
-        clip_norm=clip_norm,
-        progress=progress,
-        description="fit_hamiltonian_flow",
-    )
-    validation_fn = None
-    if validation_data is not None:
-        validation_data = jnp.asarray(validation_data)
-        if validation_data.ndim != 2:
-            raise ValueError(
-                "validation_data: expected an array of shape (m, d), got shape "
-                f"{validation_data.shape}"
-            )
-        check_event_shape("validation_data", validation_data, model.event_shape)
-        check_finite("validation_data", validation_data)
-        neg_elbo = jax.jit(
-            lambda params: hamiltonian_flow_loss(
-                model, params, validation_data, val_key, num_samples=num_samples
-            )
-        )
-        validation_fn = lambda params: float(np.asarray(neg_elbo(params)))
-    result: TrainResult = trainer.fit(
-        model.params,
-        data,
-        steps,
-        train_key,
-        validation_fn=validation_fn,
-        validate_every=validate_every if validation_fn else None,
-        patience=patience,
+    result = fit_objective(
+        loss_fn, model.params, data, options, key=train_key, description="fit_hamiltonian_flow"
     )
     trained = model.with_params(result.params)
     return (trained, result) if return_result else trained

@@ -1,23 +1,26 @@
 """Image trainers: a ``UNet`` field through the package's one trainer per objective.
 
+Every path of the registry (:data:`numpyro_hgf.paths.PATHS`) is an image model under its
+name, and ``hsm`` is Hamiltonian score matching:
+
 =================  ==============================================  =========================
-``model``          trainer (unchanged, the UNet is its network)    returns
+``model``          trainer (the UNet is its network)               returns
 =================  ==============================================  =========================
-``flow_matching``  :func:`~numpyro_hgf.train.fit_velocity`,        ``HGFPrior``
-                   :class:`~numpyro_hgf.paths.FlowMatchingPath`
-``oscillation``    ``fit_velocity``, ``OscillationPath``           ``HGFPrior``
-``reflection``     ``fit_velocity``, ``ReflectionPath``            ``HGFPrior``
-``diffusion``      :func:`~numpyro_hgf.train.fit_diffusion`,       ``DiffusionPrior``
-                   ``VPSDE``
+a Hamiltonian      :func:`~numpyro_hgf.train.fit_velocity` on      ``HGFPrior``
+path's name        that path (``flow_matching``, ``oscillation``,
+                   ``reflection``, ...)
+an SDE's name      :func:`~numpyro_hgf.train.fit_diffusion` on     ``DiffusionPrior``
+                   that SDE (``vp``, ``subvp``, ``ve``);
+                   ``diffusion`` is the VP SDE
 ``hsm``            :func:`~numpyro_hgf.train.fit_hsm`, force and   ``ScoreModel`` (force)
-                   velocity both UNets (:class:`FlatImageField`)
+                   velocity both UNets (:class:`~numpyro_hgf.nn.FlatImageField`)
 =================  ==============================================  =========================
 
-The velocity models get every option of the trainer core (data-parallel ``devices``,
-``precision="bfloat16"``, orbax ``checkpoint_dir`` / ``checkpoint_every`` with resume,
-periodic sample-grid PNGs, throughput in images/s).  ``fit_diffusion`` and ``fit_hsm`` do
-not pass trainer options through yet, so ``diffusion`` and ``hsm`` train on one device
-without checkpoints (asking for those options is a ``ValueError``).
+A path added to the registry is an image model (and a ``numpyro-hgf train --model``) at once.
+Every model takes every trainer option (:class:`~numpyro_hgf.train.TrainOptions`:
+data-parallel ``devices``, ``precision="bfloat16"``, orbax ``checkpoint_dir`` /
+``checkpoint_every`` with resume, validation and early stopping); the priors also write
+periodic sample-grid PNGs (``sample_dir``).
 """
 
 from __future__ import annotations
@@ -25,25 +28,55 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Unpack
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import _describe, check_choice, check_finite, check_positive_int
+from numpyro_hgf._checks import (
+    check_choice,
+    check_finite,
+    check_key,
+    check_positive_int,
+    describe,
+)
+from numpyro_hgf.distributions.continuous_flow import HGFPrior
+from numpyro_hgf.distributions.diffusion import DiffusionPrior
+from numpyro_hgf.nn.unet import FlatImageField, UNet
+from numpyro_hgf.paths.base import PATHS
+from numpyro_hgf.paths.hamiltonian import HamiltonianPath
+from numpyro_hgf.samplers.ode import ODESolver
+from numpyro_hgf.train.diffusion import fit_diffusion
+from numpyro_hgf.train.hsm import fit_hsm
+from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
+from numpyro_hgf.train.velocity import fit_velocity
 
 __all__ = [
     "IMAGE_MODELS",
-    "FlatImageField",
+    "RECIPE",
     "as_images",
     "default_channels",
     "fit_images",
+    "image_models",
     "save_image_grid",
 ]
 
-IMAGE_MODELS = ("flow_matching", "oscillation", "reflection", "diffusion", "hsm")
-_VELOCITY_MODELS = ("flow_matching", "oscillation", "reflection")
+#: The optimisation ``fit_images`` recommends.
+RECIPE = Recipe(steps=5_000, batch_size=128, learning_rate=2e-4, clip_norm=1.0, ema_decay=0.999)
+#: Image-model names that stand for another path's (kept from earlier releases).
+IMAGE_ALIASES = {"diffusion": "vp"}
+
+
+def image_models() -> tuple[str, ...]:
+    """The image models: every registered path (``diffusion`` meaning the VP SDE) and ``hsm``."""
+    names = [name for name in PATHS if name not in IMAGE_ALIASES]
+    names.sort(key=lambda name: not issubclass(PATHS[name], HamiltonianPath))  # stable
+    return (*names, *IMAGE_ALIASES, "hsm")
+
+
+#: The image models of the paths this package defines (see :func:`image_models`).
+IMAGE_MODELS = image_models()
 
 
 def as_images(images, name: str = "images") -> jax.Array:
@@ -51,12 +84,12 @@ def as_images(images, name: str = "images") -> jax.Array:
     x = jnp.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4:
+    if x.ndim != 4 or x.shape[0] < 1:
         raise ValueError(
-            f"{name}: expected images of shape (n, H, W) or (n, H, W, C), got {_describe(x)}"
+            f"{name}: expected images of shape (n, H, W) or (n, H, W, C), got {describe(x)}"
         )
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name}: expected floating-point images, got {_describe(x)}")
+        raise TypeError(f"{name}: expected floating-point images, got {describe(x)}")
     check_finite(name, x)
     return x
 
@@ -66,40 +99,21 @@ def default_channels(height: int) -> tuple[int, ...]:
     return (32, 64) if height <= 8 else (32, 64, 128)
 
 
-class FlatImageField(nn.Module):
-    """A UNet on flattened images: ``x: (batch, H*W*C)``, ``t`` -> ``(batch, H*W*C)``.
-
-    For trainers that take vectors (:func:`~numpyro_hgf.train.fit_hsm`): the input is reshaped
-    to ``(batch, *image_shape)``, passed through ``network`` and flattened back.
-    """
-
-    network: nn.Module
-    image_shape: Sequence[int]
-
-    @nn.compact
-    def __call__(self, x, t=None):
-        shape = tuple(self.image_shape)
-        if x.shape[-1] != math.prod(shape):
-            raise ValueError(
-                f"x: expected flattened images of {math.prod(shape)} values {shape}, "
-                f"got {_describe(x)}"
-            )
-        out = self.network(x.reshape(*x.shape[:-1], *shape), t)
-        return out.reshape(*x.shape[:-1], -1)
-
-
 def save_image_grid(path, images, *, ncols: int | None = None, title: str = "") -> Path:
-    """Write ``images: (n, H, W, C)`` (values in ``[-1, 1]``) as a PNG grid; returns the path."""
-    import matplotlib
+    """Write ``images: (n, H, W, C)`` (values in ``[-1, 1]``) as a PNG grid; returns the path.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses matplotlib's object API (no ``pyplot``, no change of the user's backend).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     x = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
     n = x.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.8, nrows * 0.8 + 0.3), squeeze=False)
+    fig = Figure(figsize=(ncols * 0.8, nrows * 0.8 + 0.3))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < n:
@@ -110,13 +124,10 @@ def save_image_grid(path, images, *, ncols: int | None = None, title: str = "") 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def _sample_grid_callback(make_prior, sample_dir, num_grid, nfe, key, name):
-    from numpyro_hgf.odeflow import ODESolver
-
     solver = ODESolver("rk4", nfe=nfe)
 
     def callback(state):
@@ -135,162 +146,13 @@ def _sample_grid_callback(make_prior, sample_dir, num_grid, nfe, key, name):
     return callback
 
 
-def fit_images(
-    model: str,
-    images,
-    *,
-    key=None,
-    channels: Sequence[int] | None = None,
-    num_res_blocks: int = 1,
-    steps: int = 5_000,
-    batch_size: int = 128,
-    learning_rate: float = 2e-4,
-    ema_decay: float | None = 0.999,
-    clip_norm: float | None = 1.0,
-    devices=None,
-    precision: str = "float32",
-    checkpoint_dir=None,
-    checkpoint_every: int | None = None,
-    sample_dir=None,
-    sample_every: int | None = None,
-    num_grid: int = 16,
-    sample_nfe: int = 20,
-    steps_per_dispatch: int = 100,
-    path_options: dict | None = None,
-    progress: bool | None = None,
-    return_result: bool = False,
-):
-    """Train a generative image model with a :class:`~numpyro_hgf.nn.UNet` field.
-
-    Args:
-        model: one of :data:`IMAGE_MODELS`.
-        images: ``(n, H, W)`` or ``(n, H, W, C)`` training images (digits: in ``[-1, 1]``;
-            inside the box for ``reflection``); ``H`` and ``W`` multiples of
-            ``2^(len(channels) - 1)``.
-        key: ``jax.random`` key (required).
-        channels, num_res_blocks: the UNet (default :func:`default_channels`).
-        steps, batch_size, learning_rate, ema_decay, clip_norm: the optimisation (Adam with
-            cosine decay; the returned model uses the EMA params).
-        devices, precision, checkpoint_dir, checkpoint_every, steps_per_dispatch: trainer
-            core options (velocity models only): data parallelism, bf16, orbax checkpoints
-            with resume (the checkpoints carry the UNet's config: resuming a different
-            network is refused).
-        sample_dir, sample_every, num_grid, sample_nfe: every ``sample_every`` steps write
-            a grid of ``num_grid`` samples (RK4 with ``sample_nfe`` evaluations) as
-            ``sample_dir/step_XXXXXXX.png`` (velocity models only).
-        path_options: passed to the path (``omega``, ``T``, ``minibatch_ot``, ...) or, for
-            ``diffusion``, to :class:`~numpyro_hgf.sde.VPSDE`; for ``hsm`` to ``fit_hsm``
-            (``step_size``, ``num_steps``).
-        progress: the trainer's progress bar.
-        return_result: also return the :class:`~numpyro_hgf.train.TrainResult`.
-
-    Returns:
-        The trained model (``HGFPrior``, ``DiffusionPrior`` or the HSM force ``ScoreModel``),
-        or ``(model, result)``.
-    """
-    from numpyro_hgf.nn import UNet, module_config
-
-    check_choice("model", model, IMAGE_MODELS)
-    if key is None:
-        raise TypeError("key: expected a jax.random key, got None")
-    x = as_images(images)
-    channels = default_channels(x.shape[1]) if channels is None else channels
-    check_positive_int("steps", steps)
-    options = dict(path_options or {})
-    trainer_requested = {
-        "devices": devices is not None,
-        "precision": precision != "float32",
-        "checkpoint_dir": checkpoint_dir is not None,
-        "sample_dir": sample_dir is not None,
-    }
-    if model not in _VELOCITY_MODELS:
-        asked = [name for name, on in trainer_requested.items() if on]
-        if asked:
-            raise ValueError(
-                f"{asked[0]}: model={model!r} trains through "
-                f"{'fit_diffusion' if model == 'diffusion' else 'fit_hsm'}, which does not take "
-                "trainer options yet; use a velocity model (flow_matching, oscillation, "
-                f"reflection) for {', '.join(asked)}"
-            )
-
-    if model in _VELOCITY_MODELS:
-        from numpyro_hgf.distributions import HGFPrior
-        from numpyro_hgf.paths import PATHS
-        from numpyro_hgf.train.velocity import fit_velocity
-
-        name = {"flow_matching": "flow_matching"}.get(model, model)
-        path = PATHS[name](**options)
-        unet = UNet(
-            channels=channels, num_res_blocks=num_res_blocks, time_scale=1000.0 / path.horizon
-        )
-        unet.check_input(x[:1])
-        trainer_options = dict(
-            devices=devices,
-            precision=precision,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            checkpoint_description={"network": module_config(unet), "path": path.config()},
-            steps_per_dispatch=steps_per_dispatch,
-        )
-        if sample_dir is not None:
-            event_shape = tuple(x.shape[1:])
-            trainer_options.update(
-                callback=_sample_grid_callback(
-                    lambda p: HGFPrior(unet, p, path, event_shape=event_shape),
-                    sample_dir,
-                    check_positive_int("num_grid", num_grid),
-                    check_positive_int("sample_nfe", sample_nfe),
-                    jax.random.fold_in(key, 1),
-                    model,
-                ),
-                callback_every=check_positive_int(
-                    "sample_every", sample_every or max(steps // 5, 1)
-                ),
-            )
-        return fit_velocity(
-            path,
-            x,
-            velocity=unet,
-            steps=steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            key=key,
-            ema_decay=ema_decay,
-            clip_norm=clip_norm,
-            progress=progress,
-            return_result=return_result,
-            trainer_options=trainer_options,
-        )
-
-    if model == "diffusion":
-        from numpyro_hgf.sde import VPSDE
-        from numpyro_hgf.train.diffusion import fit_diffusion
-
-        sde = VPSDE(**options)
-        unet = UNet(channels=channels, num_res_blocks=num_res_blocks, time_scale=1000.0 / sde.T)
-        unet.check_input(x[:1])
-        return fit_diffusion(
-            sde,
-            x,
-            network=unet,
-            steps=steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            key=key,
-            ema_decay=ema_decay,
-            clip_norm=clip_norm,
-            progress=progress,
-            return_result=return_result,
-        )
-
-    # Hamiltonian score matching: force F(x) and velocity V(x, t), both UNets on images
-    from numpyro_hgf.train.score import fit_hsm
-
+def _fit_hsm_images(x, channels, num_res_blocks, path_options, key, options, return_result):
+    """Hamiltonian score matching: force F(x) and velocity V(x, t), both UNets on images."""
     image_shape = tuple(x.shape[1:])
     force_unet = UNet(channels=channels, num_res_blocks=num_res_blocks)
-    force_unet.check_input(x[:1])
-    step_size = float(options.pop("step_size", 0.05))
-    num_steps = int(options.pop("num_steps", 5))
+    force_unet.check_input(x[:1], name="images")
+    step_size = float(path_options.pop("step_size", 0.05))
+    num_steps = int(path_options.pop("num_steps", 5))
     velocity_unet = UNet(
         channels=channels,
         num_res_blocks=num_res_blocks,
@@ -302,17 +164,96 @@ def fit_images(
         velocity=FlatImageField(velocity_unet, image_shape),
         step_size=step_size,
         num_steps=num_steps,
-        steps=steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        ema_decay=ema_decay,
-        clip_norm=clip_norm,
-        progress=progress,
         key=key,
+        options=options,
         return_result=return_result,
-        **options,
+        **path_options,
     )
     if return_result:
         force_model, _velocity, result = out
         return force_model, result
     return out
+
+
+def fit_images(
+    model: str,
+    images,
+    *,
+    channels: Sequence[int] | None = None,
+    num_res_blocks: int = 1,
+    path_options: dict | None = None,
+    solver="tsit5",
+    sample_dir=None,
+    sample_every: int | None = None,
+    num_grid: int = 16,
+    sample_nfe: int = 20,
+    key=None,
+    options: TrainOptions | None = None,
+    return_result: bool = False,
+    **train_options: Unpack[TrainKeywords],
+):
+    """Train a generative image model with a :class:`~numpyro_hgf.nn.UNet` field.
+
+    Args:
+        model: one of :func:`image_models` (the registered paths' names, ``diffusion`` for
+            the VP SDE, and ``hsm``).
+        images: ``(n, H, W)`` or ``(n, H, W, C)`` training images (digits: in ``[-1, 1]``;
+            inside the box for ``reflection``); ``H`` and ``W`` multiples of
+            ``2^(len(channels) - 1)``.
+        channels, num_res_blocks: the UNet (default :func:`default_channels`).
+        path_options: passed to the path (``omega``, ``T``, ``minibatch_ot``, ``beta_max``,
+            ...); for ``hsm`` to ``fit_hsm`` (``step_size``, ``num_steps``, ...).
+        solver: the prior's ODE solver (``log_prob``; sampling by the prior's default).
+        sample_dir, sample_every, num_grid, sample_nfe: every ``sample_every`` steps write
+            a grid of ``num_grid`` samples (RK4 with ``sample_nfe`` evaluations) as
+            ``sample_dir/step_XXXXXXX.png`` (the priors; not ``hsm``).
+        key: ``jax.random`` key (required).
+        options, **train_options: how to train (:class:`~numpyro_hgf.train.TrainOptions`).
+            Recommended: 5,000 Adam steps of 128 images, learning rate 2e-4 with cosine decay,
+            clipping at norm 1, EMA 0.999.  The checkpoints carry the UNet's config:
+            resuming a different network is refused.
+        return_result: also return the :class:`~numpyro_hgf.train.TrainResult`.
+
+    Returns:
+        The trained model (``HGFPrior``, ``DiffusionPrior`` or the HSM force ``ScoreModel``),
+        or ``(model, result)``.
+    """
+    check_choice("model", model, image_models())
+    key = check_key("key", key)
+    options = resolve_options(options, train_options, RECIPE)
+    x = as_images(images)
+    channels = default_channels(x.shape[1]) if channels is None else channels
+    path_options = dict(path_options or {})
+    if model == "hsm":
+        if sample_dir is not None:
+            raise ValueError("sample_dir: model='hsm' learns a force, which draws no samples")
+        return _fit_hsm_images(
+            x, channels, num_res_blocks, path_options, key, options, return_result
+        )
+    path = PATHS[IMAGE_ALIASES.get(model, model)](**path_options)
+    unet = UNet(channels=channels, num_res_blocks=num_res_blocks, time_scale=1000.0 / path.horizon)
+    unet.check_input(x[:1], name="images")
+    event_shape = tuple(x.shape[1:])
+    if isinstance(path, HamiltonianPath):
+        fit, network = fit_velocity, "velocity"
+        make_prior = lambda p: HGFPrior(unet, p, path, event_shape=event_shape)
+    else:
+        fit, network = fit_diffusion, "network"
+        make_prior = lambda p: DiffusionPrior(
+            unet, p, path, event_shape=event_shape, output="noise"
+        )
+    if sample_dir is not None:
+        callback = _sample_grid_callback(
+            make_prior,
+            sample_dir,
+            check_positive_int("num_grid", num_grid),
+            check_positive_int("sample_nfe", sample_nfe),
+            jax.random.fold_in(key, 1),
+            model,
+        )
+        every = check_positive_int("sample_every", sample_every or max(options.steps // 5, 1))
+        options = options.replace(callback=callback, callback_every=every)
+    return fit(
+        path, x, key=key, options=options, return_result=return_result, solver=solver,
+        **{network: unet},
+    )  # fmt: skip

@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +52,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_choice, check_finite, check_positive_int
+from numpyro_hgf._checks import check_choice, check_finite, check_positive_int, progress_enabled
 from numpyro_hgf.train.dispatch import (
     LossFn,
+    NonFiniteLossError,
+    TrainResult,
     TrainState,
     build_dispatch,
     data_parallel_mesh,
@@ -75,48 +76,6 @@ __all__ = [
 
 logger = logging.getLogger("numpyro_hgf.train")
 PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
-
-
-class TrainResult(NamedTuple):
-    """What :meth:`Trainer.fit` returns.
-
-    ``params`` are the params to use: the EMA params when EMA is on, and the best
-    validated params when early stopping restored them.  ``history`` holds one training
-    loss per step; ``validation`` holds ``(step, value)`` pairs.
-    """
-
-    params: Any
-    state: TrainState
-    history: np.ndarray
-    validation: list[tuple[int, float]]
-    stopped_early: bool
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training loss is NaN or inf.
-
-    Attributes:
-        step: the 0-based index of the first step whose loss was not finite.
-        last_good_state: the :class:`TrainState` just before that step.
-        history: the finite losses up to that step.
-    """
-
-    def __init__(self, step: int, last_good_state: TrainState, history: np.ndarray):
-        self.step = step
-        self.last_good_state = last_good_state
-        self.history = history
-        super().__init__(
-            f"training loss became non-finite at step {step}; stopped and kept the last good "
-            f"params (from step {step - 1}) in `error.last_good_state`. Lower the learning "
-            "rate, enable gradient clipping, or check the data."
-        )
-
-
-def progress_enabled(progress: bool | None) -> bool:
-    """Resolve a ``progress`` argument: ``None`` follows ``NUMPYRO_HGF_PROGRESS`` (default on)."""
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("NUMPYRO_HGF_PROGRESS", "1").lower() not in ("0", "false", "no")
 
 
 def _num_examples(data) -> int:

@@ -4,8 +4,9 @@
 into the ``validation_fn`` that :meth:`numpyro_hgf.train.Trainer.fit` calls every
 ``validate_every`` steps.  The key is fixed, so every validation draws the same times and
 noise (common random numbers): successive values differ only through the params.
-:func:`early_stopping` packs it with ``validate_every`` / ``patience`` for the ``fit_*``
-functions (``fit_velocity``, ``fit_diffusion``), which then return the best validated params.
+:func:`early_stopping` packs it with ``validate_every`` / ``patience`` for the one fit
+skeleton (:func:`numpyro_hgf.train.fit.fit_objective`), so every ``fit_*`` returns the best
+validated params.
 """
 
 from __future__ import annotations
@@ -25,22 +26,32 @@ def held_out_loss(loss_fn: Callable, validation, key, *, like) -> Callable[[obje
 
     Args:
         loss_fn: ``(params, batch, key) -> scalar`` (the mean loss over ``batch``).
-        validation: held-out rows ``(m, *event_shape)`` (split off the *training* data).
+        validation: held-out rows ``(m, *event_shape)`` (split off the *training* data), or a
+            pytree of them shaped like the training data.
         key: ``jax.random`` key of the validation draws.
-        like: the training data; ``validation`` must have its event shape.
+        like: the training data; ``validation`` must have its structure and event shapes.
 
     Raises:
-        ValueError: ``validation`` has another event shape or no rows, or is not finite.
+        ValueError: ``validation`` has another structure or event shape, or no rows, or is
+            not finite.
     """
-    validation = jnp.asarray(validation)
-    if validation.ndim != like.ndim or validation.shape[1:] != like.shape[1:]:
-        raise ValueError(
-            f"validation: expected rows of shape {tuple(like.shape[1:])} like the data, "
-            f"got shape {tuple(validation.shape)}"
-        )
-    if validation.shape[0] < 1:
+    validation = jax.tree.map(jnp.asarray, validation)
+    got, want = jax.tree_util.tree_structure(validation), jax.tree_util.tree_structure(like)
+    if got != want:
+        raise ValueError(f"validation: expected rows structured like the data ({want}), got {got}")
+    rows = set()
+    for v, d in zip(
+        jax.tree_util.tree_leaves(validation), jax.tree_util.tree_leaves(like), strict=True
+    ):
+        if v.ndim != d.ndim or v.shape[1:] != d.shape[1:]:
+            raise ValueError(
+                f"validation: expected rows of shape {tuple(d.shape[1:])} like the data, "
+                f"got shape {tuple(v.shape)}"
+            )
+        rows.add(v.shape[0])
+        check_finite("validation", v)
+    if len(rows) != 1 or rows.pop() < 1:
         raise ValueError("validation: expected at least one held-out row, got none")
-    check_finite("validation", validation)
     compiled = jax.jit(lambda params: loss_fn(params, validation, key))
     return lambda params: float(compiled(params))
 
