@@ -1,4 +1,6 @@
-"""Amortized encoder guides for local latent variables (seed 004, "Amortized Inference").
+"""Amortized encoder guides for local latent variables.
+
+Kingma & Welling (2014); Gershman & Goodman (2014).
 
 A model with one latent ``z_i`` per datum inside a plate (a VAE, PPCA, an NLME model's
 random effects) gets a guide whose per-datum variational parameters are the output of one
@@ -7,8 +9,8 @@ shared encoder of the observed data, ``phi_i = phi(y_i; psi)``:
 * :class:`AmortizedNormalGuide`: ``q(z_i | y_i) = N(mu(y_i), diag sigma(y_i)^2)``;
 * :class:`AmortizedFlowGuide`: ``z_i = T(xi_i; phi(y_i))``, ``xi_i ~ N(0, I)``, with ``T`` a
   masked autoregressive flow (MAF layers whose MADE conditioners take the encoder's context
-  vector) followed by the affine map ``loc(y_i) + scale(y_i) * .`` (seed 004, "Variational
-  Inference": per-subject invertible transforms, density by the change of variables).
+  vector) followed by the affine map ``loc(y_i) + scale(y_i) * .`` (Rezende & Mohamed
+  2015: per-subject invertible transforms, density by the change of variables).
 
 The encoder is a ``flax.linen`` module registered with
 :func:`numpyro.contrib.module.flax_module`, so ``numpyro.infer.SVI`` optimises it.  The guide

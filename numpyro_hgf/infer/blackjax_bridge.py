@@ -24,29 +24,22 @@ cached (their values are frozen at trace time).
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from numpyro.infer.initialization import init_to_uniform
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_positive_float, check_positive_int
+from numpyro_hgf._checks import check_positive_float, check_positive_int, progress_enabled
 from numpyro_hgf.infer import adaptation
-from numpyro_hgf.infer import force_field as ff
 from numpyro_hgf.infer.inference_data import inference_data
-from numpyro_hgf.infer.potential import diagnose_initial_point, model_potential
-from numpyro_hgf.train.trainer import progress_enabled
+from numpyro_hgf.infer.potential import diagnose_initial_point
+from numpyro_hgf.infer.programs import prepared, split_keys
 
 __all__ = ["run_nuts", "run_hmc"]
-
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 32
 
 
 # -- arguments as data ---------------------------------------------------------------------
@@ -88,184 +81,76 @@ def _check_counts(num_warmup, num_samples, num_chains):
 
 
 # -- the compiled pieces -------------------------------------------------------------------
-def _build_functions(mp, rebuild, spec: dict):
-    """Jitted ``init``, warmup and sampling loops, and both in one program, for one model
-    and spec."""
-    import blackjax
-
-    kind = spec["kind"]
-    forces = spec["forces"]
-    adjusted = spec["adjusted"]
-    adapt_init, adapt_update = adaptation.stan_adaptation(
-        not spec["dense_mass"], spec["target_accept"]
-    )
-
-    # Chains move on the flat unconstrained vector (the mass matrix's coordinates): a dict
-    # of sites would be ravelled and unravelled by BlackJAX in every leapfrog step.
-    _, unravel = ravel_pytree(mp.prototype)
-
-    def targets(dyn):
-        """``(args, kwargs, init_state(q), kernel(key, state, step, imm))``, ``q`` flat."""
-        args, kwargs = rebuild(dyn)
-
-        def logdensity(q):
-            return mp.logdensity(unravel(q), args, kwargs)
-
-        if kind == "nuts":
-            nuts = blackjax.nuts.build_kernel()
-            depth = spec["max_tree_depth"]
-            return (
-                args,
-                kwargs,
-                lambda q: blackjax.nuts.init(q, logdensity),
-                lambda k, s, h, m: nuts(k, s, logdensity, h, m, max_num_doublings=depth),
-            )
-        n = spec["num_integration_steps"]
-        if not forces:
-            hmc = blackjax.hmc.build_kernel()
-            return (
-                args,
-                kwargs,
-                lambda q: blackjax.hmc.init(q, logdensity),
-                lambda k, s, h, m: hmc(k, s, logdensity, h, m, n),
-            )
-        force_potential = mp.force_potential(forces)
-
-        def force(q):
-            return -jax.grad(lambda q: force_potential(unravel(q), args, kwargs))(q)
-
-        target = logdensity if adjusted else None
-        kernel = ff.build_kernel()
-        return (
-            args,
-            kwargs,
-            lambda q: ff.init(q, force, target),
-            lambda k, s, h, m: kernel(k, s, force, target, h, m, n),
-        )
-
-    @jax.jit
-    def init(keys, dyn, step_size, inverse_mass_matrix):
-        """Initial points, sampler and adaptation states, validity per chain, and the
-        observed values of these arguments (``observed_data``)."""
-        args, kwargs, init_state, _ = targets(dyn)
-        params, pe, is_valid = mp.init(keys, args, kwargs)
-        states = jax.vmap(lambda p: init_state(ravel_pytree(p)[0]))(params)
-        adapt = jax.vmap(lambda _: adapt_init(step_size, inverse_mass_matrix))(pe)
-        return params, (states, adapt), is_valid, mp.observed_values(args, kwargs)
-
-    def warmup_loop(carry, xs, dyn, padded=True):
-        """Adaptation steps: ``xs = (keys (length, chains), schedule)``; returns the new
-        carry and the leapfrog steps per step and chain.  ``padded``: the schedule may hold
-        padding steps (``adapting`` false) that move the chains without adapting."""
-        args, kwargs, _, kernel = targets(dyn)
-
-        def one_chain(key, state, adapt, schedule):
-            stage, window_end, last, adapting = schedule
-            new, info = kernel(key, state, adapt.step_size, adapt.inverse_mass_matrix)
-
-            def update():
-                return adapt_update(
-                    adapt, stage, window_end, last, new.position, info.acceptance_rate
-                )
-
-            new_adapt = jax.lax.cond(adapting, update, lambda: adapt) if padded else update()
-            return new, new_adapt, info.num_integration_steps
-
-        def step(carry, x):
-            keys, schedule = x
-            new, new_adapt, n_steps = jax.vmap(one_chain, in_axes=(0, 0, 0, None))(
-                keys, *carry, schedule
-            )
-            return (new, new_adapt), n_steps
-
-        return jax.lax.scan(step, carry, xs)
-
-    def sample_loop(carry, keys, dyn):
-        """Steps with the adapted step size and mass matrix (no adaptation work in the
-        loop): ``keys (length, chains)``; returns the carry and ``(draws, stats)``."""
-        args, kwargs, _, kernel = targets(dyn)
-
-        states, adapt = carry
-
-        def one_chain(key, state, step_size, inverse_mass_matrix):
-            new, info = kernel(key, state, step_size, inverse_mass_matrix)
-            stats = {
-                "diverging": info.is_divergent,
-                "acceptance_rate": info.acceptance_rate,
-                "step_size": step_size,
-                "n_steps": info.num_integration_steps,
-                "energy": info.energy,
-                "lp": new.logdensity,
-            }
-            if kind == "nuts":
-                stats["tree_depth"] = info.num_trajectory_expansions
-            if forces:
-                stats["is_adjusted"] = info.is_adjusted
-            return new, (new.position, stats)
-
-        def step(states, keys):  # step size and mass matrix are loop constants
-            return jax.vmap(one_chain)(keys, states, adapt.step_size, adapt.inverse_mass_matrix)
-
-        states, (positions, stats) = jax.lax.scan(step, states, keys)
-        # constrained values and deterministic sites, batched over (draw, chain) after the
-        # loop rather than replayed inside every transition
-        draws = jax.vmap(jax.vmap(lambda q: mp.postprocess(unravel(q), args, kwargs)))(positions)
-        return (states, adapt), (draws, stats)
-
-    @jax.jit
-    def whole_run(carry, warmup_xs, sample_keys, dyn):
-        """Warmup then sampling in one program: one dispatch, no host round trip."""
-        carry, n_steps = warmup_loop(carry, warmup_xs, dyn, padded=False)
-        carry, out = sample_loop(carry, sample_keys, dyn)
-        return carry, n_steps, out
-
-    return init, jax.jit(warmup_loop), jax.jit(sample_loop), whole_run
+def _sample_phases(kind, carry, dynamic, keys, programs, *, num_warmup, num_samples,
+                   num_chains, adapt, single, chunk, show):  # fmt: skip
+    """Run warmup and sampling (one dispatch, or chunks under a progress bar); returns the
+    per-chunk leapfrog counts of warmup and the per-chunk draws and statistics."""
+    (warmup_keys, sample_keys), (warmup_fn, sample_fn, whole_fn) = keys, programs
+    total = num_warmup + num_samples
+    warmup_length, sample_length = warmup_keys.shape[0], sample_keys.shape[0]
+    warmup_counts = []  # leapfrog steps (gradient evaluations) before the kept draws
+    draws, stats = [], []
+    with tqdm(
+        total=total,
+        desc=f"{kind} ({num_chains} chains)",
+        disable=not show,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
+        if single:
+            schedule = adaptation.schedule(num_warmup, num_warmup, adapt)
+            carry, n_steps, (d, s) = whole_fn(carry, (warmup_keys, schedule), sample_keys, dynamic)
+            warmup_counts.append(n_steps)
+            draws.append(d)
+            stats.append(s)
+        elif num_warmup:
+            size = chunk(num_warmup)
+            schedule = adaptation.schedule(num_warmup, warmup_length, adapt)
+            for start in range(0, warmup_length, size):
+                sl = slice(start, start + size)
+                if adapt:  # padding steps past num_warmup do not adapt
+                    carry, n_steps = warmup_fn(
+                        carry, (warmup_keys[sl], tuple(a[sl] for a in schedule)), dynamic
+                    )
+                else:  # fixed step size: warmup is burn-in
+                    carry, (_, s) = sample_fn(carry, warmup_keys[sl], dynamic)
+                    n_steps = s["n_steps"]
+                warmup_counts.append(n_steps)  # summed after sampling: no host sync here
+                bar.update(min(size, num_warmup - start))
+        if not draws:
+            size = chunk(num_samples)
+            for start in range(0, sample_length, size):
+                carry, (d, s) = sample_fn(carry, sample_keys[start : start + size], dynamic)
+                draws.append(d)
+                stats.append(s)
+                bar.update(min(size, num_samples - start))
+    return warmup_counts, draws, stats
 
 
-def _prepared(model, args, kwargs, key, rebuild, signature, spec):
-    """``(ModelPotential, (init, warmup, sample, whole))`` for this model, argument
-    signature and spec: from the cache when possible, so that a repeated call neither
-    re-traces the model nor recompiles (models with ``numpyro.param`` sites are not cached:
-    their values are frozen at trace time)."""
-    cache_key = None
-    if signature is not None:
-        cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
-        try:
-            hash(cache_key)
-        except TypeError:  # an unhashable model argument: build without caching
-            cache_key = None
-    hit = _CACHE.pop(cache_key, None) if cache_key is not None else None
-    if hit is None:
-        mp = model_potential(
-            model, args, kwargs, key, init_strategy=spec["init_strategy"], forces=spec["forces"]
-        )
-        hit = (mp, _build_functions(mp, rebuild, spec))
-        if cache_key is None or mp.has_params:
-            return hit
-    _CACHE[cache_key] = hit  # most recently used last
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return hit
+def _collect(kind, warmup_counts, draws, stats, observed, *, num_warmup, num_samples,
+             adjusted, forces):  # fmt: skip
+    """The chunks of draws and statistics as ``arviz.InferenceData``."""
 
+    def stack(parts, length):
+        # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
+        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:length], *parts)
+        return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _split_keys(key, num_chains, warmup_length, sample_length):
-    """All the keys of one call in one dispatch: ``(trace, init (chains,), warmup
-    (warmup_length, chains), sampling (sample_length, chains))``."""
-    key_trace, key_init, key_run = jax.random.split(key, 3)
-    key_warmup, key_sample = jax.random.split(key_run)
-    return (
-        key_trace,
-        jax.random.split(key_init, num_chains),
-        jax.random.split(key_warmup, (warmup_length, num_chains)),
-        jax.random.split(key_sample, (sample_length, num_chains)),
-    )
-
-
-def _hashable(value):
-    if isinstance(value, dict):
-        return tuple(sorted(value.items()))
-    return value
+    posterior = stack(draws, num_samples)
+    sample_stats = stack(stats, num_samples)
+    warmup_stats = {"n_steps": stack(warmup_counts, num_warmup)} if num_warmup else {}
+    warmup_steps = int(np.sum(warmup_stats["n_steps"], dtype=np.int64)) if num_warmup else 0
+    attrs = {
+        "inference_library": "blackjax",
+        "sampler": kind if not forces else "force_field_hmc",
+        "num_warmup": num_warmup,
+        "adjusted": int(bool(adjusted)),
+        "warmup_n_steps": warmup_steps,
+    }
+    if forces:
+        attrs["force_sites"] = ",".join(sorted(forces))
+    observed = {k: np.asarray(v) for k, v in observed.items()}
+    return inference_data(posterior, sample_stats, observed, attrs, warmup_stats)
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -328,7 +213,7 @@ def _run(
         return math.ceil(n / chunk(n)) * chunk(n) if n else 0
 
     warmup_length, sample_length = padded(num_warmup), padded(num_samples)
-    key_trace, init_keys, warmup_keys, sample_keys = _split_keys(
+    key_trace, init_keys, warmup_keys, sample_keys = split_keys(
         key, num_chains, warmup_length, sample_length
     )
 
@@ -343,7 +228,7 @@ def _run(
         "adjusted": bool(adjusted),
         "init_strategy": init_strategy,
     }
-    mp, (init_fn, warmup_fn, sample_fn, whole_fn) = _prepared(
+    mp, (init_fn, warmup_fn, sample_fn, whole_fn) = prepared(
         model, args, kwargs, key_trace, rebuild, signature, spec
     )
 
@@ -366,63 +251,16 @@ def _run(
         one = jax.tree.map(lambda a: a[chain], params)
         raise diagnose_initial_point(mp, one, *rebuild(dynamic))
 
-    warmup_counts = []  # leapfrog steps (gradient evaluations) before the kept draws
-    draws, stats = [], []
-    with tqdm(
-        total=total,
-        desc=f"{kind} ({num_chains} chains)",
-        disable=not show,
-        leave=False,
-        dynamic_ncols=True,
-    ) as bar:
-        if single:
-            schedule = adaptation.schedule(num_warmup, num_warmup, adapt)
-            carry, n_steps, (d, s) = whole_fn(carry, (warmup_keys, schedule), sample_keys, dynamic)
-            warmup_counts.append(n_steps)
-            draws.append(d)
-            stats.append(s)
-        elif num_warmup:
-            size = chunk(num_warmup)
-            schedule = adaptation.schedule(num_warmup, warmup_length, adapt)
-            for start in range(0, warmup_length, size):
-                sl = slice(start, start + size)
-                if adapt:  # padding steps past num_warmup do not adapt
-                    carry, n_steps = warmup_fn(
-                        carry, (warmup_keys[sl], tuple(a[sl] for a in schedule)), dynamic
-                    )
-                else:  # fixed step size: warmup is burn-in
-                    carry, (_, s) = sample_fn(carry, warmup_keys[sl], dynamic)
-                    n_steps = s["n_steps"]
-                warmup_counts.append(n_steps)  # summed after sampling: no host sync here
-                bar.update(min(size, num_warmup - start))
-        if not draws:
-            size = chunk(num_samples)
-            for start in range(0, sample_length, size):
-                carry, (d, s) = sample_fn(carry, sample_keys[start : start + size], dynamic)
-                draws.append(d)
-                stats.append(s)
-                bar.update(min(size, num_samples - start))
+    warmup_counts, draws, stats = _sample_phases(
+        kind, carry, dynamic, (warmup_keys, sample_keys), (warmup_fn, sample_fn, whole_fn),
+        num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        adapt=adapt, single=single, chunk=chunk, show=show,
+    )  # fmt: skip
 
-    def stack(parts, length):
-        # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
-        out = jax.tree.map(lambda *a: np.concatenate(a, axis=0)[:length], *parts)
-        return jax.tree.map(lambda a: np.swapaxes(a, 0, 1), out)
-
-    posterior = stack(draws, num_samples)
-    sample_stats = stack(stats, num_samples)
-    warmup_stats = {"n_steps": stack(warmup_counts, num_warmup)} if num_warmup else {}
-    warmup_steps = int(np.sum(warmup_stats["n_steps"], dtype=np.int64)) if num_warmup else 0
-    attrs = {
-        "inference_library": "blackjax",
-        "sampler": kind if not forces else "force_field_hmc",
-        "num_warmup": num_warmup,
-        "adjusted": int(bool(adjusted)),
-        "warmup_n_steps": warmup_steps,
-    }
-    if forces:
-        attrs["force_sites"] = ",".join(sorted(forces))
-    observed = {k: np.asarray(v) for k, v in observed.items()}
-    return inference_data(posterior, sample_stats, observed, attrs, warmup_stats)
+    return _collect(
+        kind, warmup_counts, draws, stats, observed, num_warmup=num_warmup,
+        num_samples=num_samples, adjusted=adjusted, forces=forces,
+    )  # fmt: skip
 
 
 def run_nuts(

@@ -24,7 +24,7 @@ With ``F = grad log p`` and the same keys, :func:`force_field_hmc` reproduces
 ``blackjax.hmc`` (same momentum draws, same leapfrog, same accept draw).
 
 Positions may be any pytree; the force maps a position to a pytree of the same structure.
-The leapfrog is :func:`numpyro_hgf.dynamics.leapfrog`, run on the flattened position in
+The leapfrog is :func:`numpyro_hgf.paths.dynamics.leapfrog`, run on the flattened position in
 coordinates where the mass is the identity: with ``M^{-1} = L L^T``, ``x = L y`` and
 ``p = L^{-T} u`` the Hamiltonian is ``-log p(L y) + |u|^2 / 2`` and the force on ``y`` is
 ``L^T F(L y)``.
@@ -41,7 +41,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from numpyro_hgf._checks import check_positive_int, is_concrete
-from numpyro_hgf.dynamics import leapfrog
+from numpyro_hgf.paths.dynamics import leapfrog
 
 __all__ = [
     "ForceFieldState",
@@ -213,7 +213,7 @@ def build_kernel(divergence_threshold: float = 1000.0):
     1. ``key_momentum, key_accept = split(rng_key)``; ``p ~ N(0, M)`` drawn by
        ``blackjax.mcmc.metrics`` (so the draws equal ``blackjax.hmc``'s);
     2. ``num_integration_steps`` leapfrog steps of size ``h`` under ``F``
-       (:func:`numpyro_hgf.dynamics.leapfrog`, unit mass in whitened coordinates);
+       (:func:`numpyro_hgf.paths.dynamics.leapfrog`, unit mass in whitened coordinates);
     3. adjusted: accept with probability ``min(1, exp(H(x, p) - H(x', p')))`` (Neal 2011,
        eq. 5.13; NaN energies are rejected); unadjusted: always move.
     """

@@ -1,4 +1,4 @@
-"""Latent-variable models fitted with SVI, Laplace and MCMC (seed 004).
+"""Latent-variable models fitted with SVI, Laplace and MCMC (PPCA, NLME, VAE).
 
 * :mod:`~numpyro_hgf.models.ppca` -- probabilistic PCA: closed-form MLE and SVI;
 * :mod:`~numpyro_hgf.models.nlme` -- nonlinear mixed effects (one-compartment oral PK, LMM),

@@ -1,7 +1,7 @@
 """The Laplace approximation of a marginal likelihood over local latent variables.
 
 For one subject with random effects ``eta: (d,)`` and joint log density
-``l(eta) = log p(y_i | eta, theta) + log p(eta | theta)`` (seed 004, "Fitting NLME Models")
+``l(eta) = log p(y_i | eta, theta) + log p(eta | theta)`` (Pinheiro & Bates 1995, Sec. 3)
 
     log p(y_i | theta) = log int exp(l(eta)) d eta
                       ~= l(eta_hat) + (d / 2) log(2 pi) - (1 / 2) log det H(eta_hat),

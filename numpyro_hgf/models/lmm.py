@@ -8,7 +8,8 @@ is the exact maximum-likelihood fit (what ``lme4::lmer(REML = FALSE)`` and stats
 
 from __future__ import annotations
 
-from numpyro_hgf.models.nlme import NLMEData, NLMEModel, prepare_data
+from numpyro_hgf.models.nlme.core import NLMEModel
+from numpyro_hgf.models.nlme.data import NLMEData, prepare_data
 from numpyro_hgf.models.pk import linear_random_slope
 
 __all__ = ["sleepstudy_data", "sleepstudy_model", "covariance"]

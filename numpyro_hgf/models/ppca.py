@@ -1,4 +1,4 @@
-"""Probabilistic PCA (Tipping & Bishop 1999; seed 004, "Fitting PPCA").
+"""Probabilistic PCA (Tipping & Bishop 1999).
 
 Generative process with ``theta = (W, mu, sigma^2)``, ``W: (d, k)``::
 
@@ -20,17 +20,28 @@ Marginal likelihood (closed form): ``p(y | theta) = N(y | mu, C)``, ``C = W W^T 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
+from numpyro.infer import Trace_ELBO
 
 from numpyro_hgf._checks import check_finite, check_positive_int
+from numpyro_hgf.guides.amortized import AmortizedNormalGuide
+from numpyro_hgf.models.svi import adam_cosine
+from numpyro_hgf.models.svi import fit_svi as _fit_svi
+from numpyro_hgf.nn.mlp import MLP
+from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions
 
-__all__ = ["PPCAParams", "mle", "log_likelihood", "posterior", "model", "fit_svi"]
+__all__ = ["PPCAParams", "mle", "log_likelihood", "posterior", "model", "fit_svi", "RECIPE"]
+
+#: The optimisation ``fit_svi`` recommends for PPCA.
+RECIPE = Recipe(
+    steps=3_000, batch_size=None, learning_rate=1e-2, optimizer=adam_cosine(0.01), clip_norm=None
+)
 
 
 class PPCAParams(NamedTuple):
@@ -127,45 +138,42 @@ def fit_svi(
     y,
     latent_dim: int,
     *,
-    steps: int = 3_000,
-    key,
-    learning_rate: float = 1e-2,
     num_particles: int = 1,
-    batch_size: int | None = None,
-    progress: bool | None = None,
+    key=None,
+    options: TrainOptions | None = None,
+    **train_options: Unpack[TrainKeywords],
 ):
     """Fit PPCA by maximising the ELBO of :func:`model` with an amortized linear encoder.
 
     The encoder is a single dense layer (``nh.nn.MLP(hidden=(), out_dim=2k)``), the exact
-    posterior family here.  Adam with cosine decay.
+    posterior family here.
+
+    Args:
+        y: ``(n, D)`` data; latent_dim: ``k``.
+        num_particles: ELBO particles per step.
+        key: ``jax.random`` key (required).
+        options, **train_options: how to train (:class:`~numpyro_hgf.train.TrainOptions`).
+            Recommended: 3,000 full-batch Adam steps at learning rate 1e-2, cosine decay to
+            1 % of it.  With a ``batch_size`` the model scales the likelihood to all rows.
 
     Returns:
         ``(params, fit)``: :class:`PPCAParams` and the :class:`~numpyro_hgf.models.svi.SVIFit`
         (its ``params`` also hold the encoder, ``"amortized_encoder$params"``).
     """
-    import optax
-    from numpyro.infer import Trace_ELBO
-
-    from numpyro_hgf.guides import AmortizedNormalGuide
-    from numpyro_hgf.models.svi import fit_svi as _fit_svi
-    from numpyro_hgf.nn import MLP
-
     y = _check_data(y, latent_dim)
     k = int(latent_dim)
     guide = AmortizedNormalGuide(model, MLP((), 2 * k), "z")
-    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01)
     fit = _fit_svi(
         model,
         guide,
         (y,),
-        steps=steps,
         key=key,
-        optimizer=optax.adam(schedule),
+        options=options,
+        recipe=RECIPE,
         elbo=Trace_ELBO(num_particles),
-        batch_size=batch_size,
         model_kwargs={"latent_dim": k, "num_total": y.shape[0]},
-        progress=progress,
         description="ppca svi",
+        **train_options,
     )
     p = fit.params
     return PPCAParams(p["W"], p["mu"], p["sigma"] ** 2), fit

@@ -1,4 +1,4 @@
-"""Variational autoencoders: an NLME model with a neural structural model (seed 004, "VAEs").
+"""Variational autoencoders: an NLME model with a neural structural model (Kingma & Welling 2014).
 
 ::
 
@@ -27,25 +27,32 @@ num_levels=L)`` of them is the discrete bits/dim, like-for-like with a mixture o
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 from numpyro import handlers
 from numpyro.contrib.module import flax_module
+from numpyro.infer import RenyiELBO
 
 from numpyro_hgf._checks import (
     _describe,
     check_choice,
     check_finite,
     check_hidden_sizes,
-    check_positive_float,
+    check_key,
+    check_nonnegative_float,
     check_positive_int,
 )
 from numpyro_hgf.distributions.dequantized import DequantizedCategorical
+from numpyro_hgf.guides.amortized import AmortizedNormalGuide
+from numpyro_hgf.models.svi import adam_cosine, fit_svi
+from numpyro_hgf.nn.mlp import MLP
+from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
 
 __all__ = [
     "VAE",
@@ -76,7 +83,6 @@ class VAE(NamedTuple):
 
 
 def _decoder(data_dim, likelihood, hidden, num_levels=None):
-    from numpyro_hgf.nn import MLP
 
     out = {"gaussian": 2 * data_dim, "bernoulli": data_dim}.get(likelihood)
     if likelihood == "categorical":
@@ -119,12 +125,26 @@ def model(
 
 def make_guide(latent_dim: int, hidden=(64,)):
     """The amortized Gaussian guide of :func:`model` (encoder ``MLP(hidden, 2 k)``)."""
-    from numpyro_hgf.guides import AmortizedNormalGuide
-    from numpyro_hgf.nn import MLP
 
     return AmortizedNormalGuide(
         model, MLP(tuple(hidden), 2 * latent_dim, zero_init_output=True), "z", init_scale=1.0
     )
+
+
+#: The optimisation ``fit`` recommends.
+RECIPE = Recipe(
+    steps=5_000, batch_size=128, learning_rate=2e-3, optimizer=adam_cosine(0.05), clip_norm=None
+)
+
+
+def _recipe_with_weight_decay(weight_decay: float) -> Recipe:
+    """The recipe with AdamW (decoupled weight decay) in place of Adam."""
+
+    def adamw(lr, steps):
+        schedule = optax.cosine_decay_schedule(lr, steps, alpha=0.05)
+        return optax.adamw(schedule, weight_decay=weight_decay)
+
+    return Recipe(**{**vars(RECIPE), "optimizer": adamw})
 
 
 def _check_data(name, x, likelihood, num_levels):
@@ -166,18 +186,13 @@ def fit(
     likelihood: str = "gaussian",
     num_levels: int | None = None,
     hidden=(128, 128),
-    steps: int = 5_000,
-    batch_size: int = 128,
-    learning_rate: float = 2e-3,
     weight_decay: float = 0.0,
     particles: int = 1,
-    validation=None,
-    validate_every: int = 500,
-    patience: int | None = None,
-    key,
-    progress: bool | None = None,
+    key=None,
+    options: TrainOptions | None = None,
+    **train_options: Unpack[TrainKeywords],
 ):
-    """Maximise the ELBO on ``x: (n, D)`` (Adam with cosine decay, minibatches).
+    """Maximise the ELBO on ``x: (n, D)`` (minibatches; the one fit skeleton).
 
     Args:
         x: ``(n, D)`` training data: real for ``"gaussian"``, 0/1 for ``"bernoulli"``,
@@ -187,35 +202,30 @@ def fit(
         likelihood: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``
             (:class:`DequantizedCategorical`, ``num_levels`` levels per pixel).
         num_levels: ``L >= 2``, only (and required) for ``"categorical"``.
-        steps, batch_size, learning_rate: Adam (AdamW with ``weight_decay > 0``) with a cosine
-            decay of the learning rate over ``steps``; minibatches of ``batch_size``.
         weight_decay: decoupled weight decay of AdamW (0: plain Adam).
         particles: ``1`` maximises the ELBO (``Trace_ELBO``); ``k > 1`` the IWAE-``k`` bound
             (``RenyiELBO(alpha=0, num_particles=k)``, Burda et al. 2016, eq. 8), ``k`` times the
             cost per step.
-        validation: ``(m, D)`` held-out rows (split off the *training* data) or ``None``.
-            Every ``validate_every`` steps the training bound on them (the ELBO averaged over
-            10 draws per row, or IWAE-``particles``; the same draws every time) is evaluated
-            and the params with the best validation bound are returned
-            (best-checkpoint selection); with ``patience`` the fit also stops after that many
-            validations without improvement.  The history is ``svi_fit.result.validation``
-            (``(step, -mean bound)`` pairs).
-        key: ``jax.random`` key.
-        progress: show the trainer's progress bar (``None``: the package default).
+        key: ``jax.random`` key (required).
+        options, **train_options: how to train (:class:`~numpyro_hgf.train.TrainOptions`).
+            Recommended: 5,000 steps of 128 rows, Adam (AdamW with ``weight_decay``) at
+            learning rate 2e-3 with cosine decay to 5 % of it, no clipping; validations every
+            500 steps.  With ``validation`` rows (``(m, D)``, split off the *training*
+            data) the training bound on them (the ELBO averaged over 10 draws per row, or
+            IWAE-``particles``; the same draws every time) picks the returned params; with
+            ``patience`` the fit also stops early.  The history is
+            ``svi_fit.result.validation`` (``(step, -mean bound)`` pairs).
 
     Returns ``(vae, svi_fit)``.
     """
-    import optax
-    from numpyro.infer import RenyiELBO
-
-    from numpyro_hgf.models.svi import fit_svi
-
+    key = check_key("key", key)
     check_choice("likelihood", likelihood, LIKELIHOODS)
     num_levels = _check_num_levels(likelihood, num_levels)
     latent_dim = check_positive_int("latent_dim", latent_dim)
     hidden = check_hidden_sizes("hidden", hidden)
     x = _check_data("x", x, likelihood, num_levels)
     particles = check_positive_int("particles", particles)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
     kwargs = {
         "latent_dim": latent_dim,
         "likelihood": likelihood,
@@ -223,22 +233,20 @@ def fit(
         "num_total": x.shape[0],
         "num_levels": num_levels,
     }
-    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
-    if weight_decay:
-        weight_decay = check_positive_float("weight_decay", weight_decay)
-        optimizer = optax.adamw(schedule, weight_decay=weight_decay)
-    else:
-        optimizer = optax.adam(schedule)
+    recipe = RECIPE if not weight_decay else _recipe_with_weight_decay(weight_decay)
+    options = resolve_options(options, train_options, recipe)
+    if options.validate_every is None:
+        options = options.replace(validate_every=500)
     template = VAE(latent_dim, x.shape[1], likelihood, hidden, None, num_levels)
     validation_fn = None
-    if validation is not None:
-        validation = _check_data("validation", validation, likelihood, num_levels)
+    if options.validation is not None:
+        validation = _check_data("validation", options.validation, likelihood, num_levels)
         if validation.shape[1] != x.shape[1]:
             raise ValueError(
                 f"validation: expected rows of length {x.shape[1]} like x, "
                 f"got shape {validation.shape}"
             )
-        validate_every = check_positive_int("validate_every", validate_every)
+        options = options.replace(validation=None)
         val_key = jax.random.fold_in(key, 0x7A1)
 
         def validation_fn(params):
@@ -247,23 +255,17 @@ def fit(
             bound = _iwae(template, params, validation, particles, particles, val_key)
             return -float(jnp.mean(bound))
 
-        if patience is None:  # best-checkpoint selection without stopping early
-            patience = steps // validate_every + 1
     res = fit_svi(
         model,
         make_guide(latent_dim, hidden),
         (x,),
-        steps=steps,
         key=key,
-        optimizer=optimizer,
+        options=options,
+        recipe=recipe,
         elbo=None if particles == 1 else RenyiELBO(alpha=0.0, num_particles=particles),
-        batch_size=min(batch_size, x.shape[0]),
         model_kwargs=kwargs,
-        progress=progress,
         description=f"vae ({likelihood})",
         validation_fn=validation_fn,
-        validate_every=validate_every if validation is not None else None,
-        patience=patience if validation is not None else None,
     )
     return template._replace(params=res.params), res
 

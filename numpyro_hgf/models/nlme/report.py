@@ -1,7 +1,4 @@
-"""NLME outputs: predictions, the reported-parameter table and the visual predictive check.
-
-Re-exported by :mod:`numpyro_hgf.models.nlme`.
-"""
+"""NLME outputs: predictions, the reported-parameter table and the visual predictive check."""
 
 from __future__ import annotations
 
@@ -15,11 +12,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from numpyro_hgf._checks import check_positive_int
-from numpyro_hgf.models.nlme import residual_sd
+from numpyro_hgf.models.nlme.core import residual_sd
 
 if TYPE_CHECKING:
-    from numpyro_hgf.models.nlme import LaplaceFit, NLMEModel
-    from numpyro_hgf.models.nlme_data import NLMEData
+    from numpyro_hgf.models.nlme.core import LaplaceFit, NLMEModel
+    from numpyro_hgf.models.nlme.data import NLMEData
 
 __all__ = ["predict", "parameter_table", "format_table", "plot_vpc"]
 

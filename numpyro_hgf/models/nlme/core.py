@@ -1,4 +1,4 @@
-"""Nonlinear mixed-effects (NLME) models (seed 004, "Pharmacometrics Notation").
+"""Nonlinear mixed-effects (NLME) models (Beal & Sheiner 1982; Pinheiro & Bates 2000).
 
 Subject ``i`` has observations ``y_ij`` at times ``t_ij`` and random effects ``eta_i``::
 
@@ -50,38 +50,26 @@ from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import CorrCholeskyTransform
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_choice, check_positive_int
+from numpyro_hgf._checks import check_choice, check_positive_int, progress_enabled
 from numpyro_hgf.models.laplace import laplace_log_marginal
+from numpyro_hgf.models.nlme.data import NLMEData
 from numpyro_hgf.models.pk import one_compartment_oral
-from numpyro_hgf.train.trainer import progress_enabled
 
 __all__ = [
-    "NLMEData",
     "NLMEModel",
     "LaplaceFit",
-    "prepare_data",
-    "theophylline_data",
     "theophylline_model",
     "residual_sd",
     "subject_log_likelihood",
     "laplace_log_likelihood",
     "fit_laplace",
-    "numpyro_model",
-    "fit_svi",
-    "fit_nuts",
-    "importance_log_likelihood",
-    "guide_moments",
-    "predict",
-    "parameter_table",
-    "plot_vpc",
-    "one_compartment_oral",
+    "THEOPHYLLINE_FOCEI",
+    "ERROR_MODELS",
+    "OMEGA_KINDS",
 ]
 
 ERROR_MODELS = ("additive", "proportional", "combined")
 OMEGA_KINDS = ("diagonal", "full")
-
-
-from numpyro_hgf.models.nlme_data import NLMEData, prepare_data, theophylline_data  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -449,23 +437,3 @@ def theophylline_model(omega: str = "diagonal", error: str = "additive"):
     model = NLMEModel(one_compartment_oral, ("ka", "cl", "v"), omega=omega, error=error)
     theta = {"log_ka": math.log(1.5), "log_cl": math.log(3.0), "log_v": math.log(30.0)}
     return model, model.init_params(theta, omega_sd=0.3, sigma_add=1.0, sigma_prop=0.1)
-
-
-# the NumPyro-program fits and the outputs live in their own modules; imported last because
-# they use NLMEModel and residual_sd from here
-from numpyro_hgf.models.nlme_numpyro import (  # noqa: E402, F401
-    SVIResult,
-    fit_nuts,
-    fit_svi,
-    guide_moments,
-    importance_log_likelihood,
-    numpyro_model,
-    partial_params,
-)
-from numpyro_hgf.models.nlme_report import (  # noqa: E402, F401
-    _reporting,
-    format_table,
-    parameter_table,
-    plot_vpc,
-    predict,
-)

@@ -1,4 +1,4 @@
-"""Sample-based distances between distributions, and bits per dimension.
+"""Sample-based distances between distributions.
 
 All functions are pure JAX and work under ``jax.jit`` (array shapes and the Python options are
 static; the checks below only look at shapes, and at values when they are concrete).
@@ -12,7 +12,6 @@ time are ``O((n + m)^2 d)``.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,7 @@ from numpyro_hgf._checks import (
     is_concrete,
 )
 
-__all__ = ["mmd", "sliced_wasserstein", "wasserstein2", "energy_distance", "bits_per_dim"]
+__all__ = ["mmd", "sliced_wasserstein", "wasserstein2", "energy_distance"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,85 +290,3 @@ def _energy_distance(x, y, unbiased: bool):
     else:
         within = jnp.mean(dxx) + jnp.mean(dyy)
     return 2.0 * jnp.mean(dxy) - within
-
-
-# --------------------------------------------------------------------------------------------
-# bits per dimension
-# --------------------------------------------------------------------------------------------
-
-
-def bits_per_dim(log_prob, num_dims: int, num_levels: int | None = None, interval=None):
-    """Bits per dimension from a log-likelihood in nats.
-
-    * ``num_levels=None``: ``log_prob`` is used as is, ``bpd = -log_prob / (D log 2)`` -- right
-      for a log-probability *mass* of discrete data (RBM, categoricals), or to report a
-      continuous density in bits/dim.
-    * ``num_levels=L``: ``log_prob = log p(x)`` is a continuous density of dequantized data
-      ``x = low + (high - low) (raw + u) / L``, ``u ~ U[0, 1)^D``
-      (:func:`numpyro_hgf.datasets.dequantize` with the same ``interval``).  Each discrete
-      value owns a cell of width ``scale = (high - low) / L`` per dimension, so (Jensen's
-      inequality; Theis et al. 2016)::
-
-          log P(raw) >= E_u[log p(x)] + D log(scale)
-
-          bpd = -(log p(x) + D log(scale)) / (D log 2)
-
-      e.g. data in ``[-1, 1]`` from 17 levels: ``x = 2 (raw + u) / 17 - 1``,
-      ``log P(raw) ~ log p(x) + D log(2 / 17)``.  The uniform density on ``[-1, 1]^D``
-      (``log p = -D log 2``) gives ``bpd = log2(17) = 4.087``.  Averaging this over ``u`` and
-      over data gives an upper bound on the discrete bits/dim.
-
-    Args:
-      log_prob: log-likelihood in nats per example, summed over its ``D`` dimensions; any shape
-        (a scalar, or ``(batch,)``; average the result yourself).
-      num_dims: ``D``, the number of dimensions per example (64 for 8x8 digits).
-      num_levels: number of discrete levels ``L`` of the data, or ``None`` (see above).
-      interval: ``(low, high)`` of the continuous data; only with ``num_levels``; default
-        ``(0, 1)``.
-
-    Returns:
-      Array of the shape of ``log_prob``: bits per dimension.
-    """
-    num_dims = check_positive_int("num_dims", num_dims)
-    dtype = getattr(log_prob, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(log_prob).dtype
-    if not np.issubdtype(dtype, np.number) or dtype == np.bool_:
-        raise TypeError(f"log_prob: expected a numeric array, got {_describe(log_prob)}")
-    log_prob = jnp.asarray(log_prob)
-    if not jnp.issubdtype(log_prob.dtype, jnp.number) or log_prob.dtype == jnp.bool_:
-        raise TypeError(f"log_prob: expected a numeric array, got {_describe(log_prob)}")
-    if not jnp.issubdtype(log_prob.dtype, jnp.floating):
-        log_prob = log_prob.astype(jnp.float32)
-    if num_levels is None:
-        if interval is not None:
-            raise ValueError(
-                f"interval: only meaningful together with num_levels, got interval={interval!r} "
-                "and num_levels=None"
-            )
-        log_scale = 0.0
-    else:
-        num_levels = check_positive_int("num_levels", num_levels)
-        low, high = (0.0, 1.0) if interval is None else _check_interval(interval)
-        log_scale = math.log((high - low) / num_levels)
-    return -(log_prob + num_dims * log_scale) / (num_dims * math.log(2.0))
-
-
-def _check_interval(interval) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise TypeError(f"interval: expected a pair (low, high), got {interval!r}") from None
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(f"interval: expected finite low < high, got {interval!r}")
-    return low, high
-
-
-def __getattr__(name: str):
-    # The Hamiltonian score discrepancy trains a velocity predictor on the trainer core, so it
-    # lives in numpyro_hgf.hsd; it is re-exported here lazily to keep this module import-light.
-    if name in ("hamiltonian_score_discrepancy", "hsd_taylor", "fisher_divergence"):
-        from numpyro_hgf import hsd
-
-        return getattr(hsd, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
