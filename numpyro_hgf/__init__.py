@@ -1,18 +1,20 @@
 """numpyro_hgf: learned generative models as first-class NumPyro citizens.
 
-Every model is a learned field (:mod:`numpyro_hgf.nn`), a path between data and a
-tractable base, and an objective; see ``docs/architecture.md``.
+Every model is a learned field (:mod:`~numpyro_hgf.nn`), a path between data and a tractable
+base (:mod:`~numpyro_hgf.paths`, run by :mod:`~numpyro_hgf.samplers`) and an objective
+(:mod:`~numpyro_hgf.objectives`); :mod:`~numpyro_hgf.distributions` and
+:mod:`~numpyro_hgf.flows` make them NumPyro distributions, :mod:`~numpyro_hgf.train` fits
+them, :mod:`~numpyro_hgf.infer` samples posteriors with them.  See ``docs/architecture.md``.
 """
 
-__version__ = "0.1.0"
-
-from numpyro_hgf import (  # noqa: E402
+from numpyro_hgf import (  # documented aliases of paths / samplers
     datasets,
     ddpm,
     distributions,
     dynamics,
     flows,
     guides,
+    infer,
     metrics,
     models,
     nn,
@@ -24,29 +26,28 @@ from numpyro_hgf import (  # noqa: E402
     sde,
     train,
 )
-from numpyro_hgf.io import load, save  # noqa: E402
+from numpyro_hgf._version import __version__
+from numpyro_hgf.io import load, save
 
 __all__ = [
     "__version__",
-    "datasets",
-    "distributions",
-    "flows",
-    "guides",
-    "load",
-    "metrics",
-    "models",
-    "nn",
-    "objectives",
-    "odeflow",
-    "dynamics",
-    "paths",
-    "preprocessing",
-    "samplers",
     "save",
+    "load",
+    "nn",
+    "paths",
+    "flows",
+    "samplers",
+    "objectives",
+    "distributions",
+    "guides",
     "train",
+    "metrics",
+    "infer",
+    "models",
+    "datasets",
+    "preprocessing",
+    "dynamics",
+    "sde",
+    "ddpm",
+    "odeflow",
 ]
-__all__ += ["ddpm", "sde"]
-
-from numpyro_hgf import infer  # noqa: E402
-
-__all__ += ["infer"]

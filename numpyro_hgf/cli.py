@@ -112,7 +112,9 @@ TRAIN_DATA = ("digits",)
 @app.command()
 def train(
     model: str = typer.Option(
-        ..., help="flow_matching (alias fm), oscillation, reflection, diffusion or hsm."
+        ...,
+        help="A path's name: flow_matching (alias fm), oscillation, reflection, vp, subvp, ve "
+        "(diffusion: vp), or hsm.",
     ),
     data: str = typer.Option("digits", help="Training images: digits (8x8x1, in [-1, 1])."),
     out: Path = typer.Option(None, help="Run folder (default runs/<data>-<model>)."),
@@ -152,12 +154,13 @@ def train(
             jax.distributed.initialize(coordinator, num_processes, process_id)
 
     import numpyro_hgf as nh
-    from numpyro_hgf.train.images import IMAGE_MODELS, fit_images, save_image_grid
+    from numpyro_hgf.train.images import fit_images, image_models, save_image_grid
 
     model = {"fm": "flow_matching"}.get(model, model)
-    if model not in IMAGE_MODELS:
+    if model not in image_models():
         raise typer.BadParameter(
-            f"expected one of fm, {', '.join(IMAGE_MODELS)}, got {model!r}", param_hint="--model"
+            f"expected one of fm, {', '.join(image_models())}, got {model!r}",
+            param_hint="--model",
         )
     if data not in TRAIN_DATA:
         raise typer.BadParameter(
@@ -176,17 +179,14 @@ def train(
     n_devices = "all" if devices == "all" else int(devices)
     out = Path(f"runs/{data}-{model}") if out is None else out
     images = nh.datasets.digits("train").images[..., None]
-    velocity_model = model in ("flow_matching", "oscillation", "reflection")
-    options = {}
-    if velocity_model:
-        options = dict(
-            devices=None if n_devices == 1 else n_devices,
-            precision=precision,
-            checkpoint_dir=out / "checkpoints",
-            checkpoint_every=checkpoint_every,
-            sample_dir=out / "samples",
-            sample_every=sample_every,
-        )
+    options = dict(
+        devices=None if n_devices == 1 else n_devices,
+        precision=precision,
+        checkpoint_dir=out / "checkpoints",
+        checkpoint_every=checkpoint_every,
+    )
+    if model != "hsm":  # the HSM force draws no samples
+        options.update(sample_dir=out / "samples", sample_every=sample_every)
     try:
         trained, result = fit_images(
             model,

@@ -8,7 +8,7 @@ Four parts, each timed, each writing its PNGs into ``runs/demo/`` and a section 
    to ``[-1, 1]`` (:func:`~numpyro_hgf.datasets.dequantize`), trained by velocity matching
    (:func:`~numpyro_hgf.train.fit_velocity`); test bits/dim (17 grey levels,
    :func:`~numpyro_hgf.metrics.bits_per_dim`) from the exact-trace ODE likelihood
-   (:func:`~numpyro_hgf.odeflow.ode_log_prob`, fixed-step RK4) on a test subset, and a sample
+   (:func:`~numpyro_hgf.samplers.ode.ode_log_prob`, fixed-step RK4) on a test subset, and a sample
    grid.
 2. ``flow``: a normalizing flow on standardized two_moons by maximum likelihood; test NLL
    against the entropy floor (:data:`~numpyro_hgf.datasets.TWO_MOONS_ENTROPY`, 1.830 nats).
@@ -98,8 +98,8 @@ def part_hgf(config: DemoConfig, out: Path, key) -> tuple[list[str], object]:
     from numpyro_hgf import datasets, io
     from numpyro_hgf.distributions import HGFPrior
     from numpyro_hgf.metrics import bits_per_dim
-    from numpyro_hgf.odeflow import ODESolver
     from numpyro_hgf.paths import OscillationPath
+    from numpyro_hgf.samplers.ode import ODESolver
     from numpyro_hgf.train import fit_velocity
     from numpyro_hgf.train.images import save_image_grid
 
@@ -239,7 +239,7 @@ def part_inpaint(config: DemoConfig, out: Path, key, prior, sigma_y=0.3, fractio
     from numpyro_hgf import datasets
     from numpyro_hgf.distributions import HGFPrior
     from numpyro_hgf.infer import run_nuts
-    from numpyro_hgf.odeflow import ODESolver
+    from numpyro_hgf.samplers.ode import ODESolver
 
     k_mask, k_noise, k_nuts = jax.random.split(key, 3)
     truth = datasets.digits("test", form="scaled").images.reshape(-1, 64)[7]

@@ -8,10 +8,7 @@ import pytest
 
 import numpyro_hgf as nh
 from numpyro_hgf.dynamics import harmonic
-from numpyro_hgf.flows.hamiltonian import (
-    HamiltonianTransform,
-    NeuralHamiltonianFlow,
-)
+from numpyro_hgf.flows import HamiltonianTransform, NeuralHamiltonianFlow
 from numpyro_hgf.train.hamiltonian_flow import fit_hamiltonian_flow
 
 COV = np.array([[1.0, 0.8], [0.8, 1.0]])

@@ -10,8 +10,8 @@ import scipy.stats
 
 import numpyro_hgf as nh
 from numpyro_hgf.distributions.rbm import BernoulliRBM, rbm_log_normalizer_exact
-from numpyro_hgf.gibbs import gibbs
 from numpyro_hgf.objectives.contrastive import contrastive_divergence
+from numpyro_hgf.samplers import gibbs
 from numpyro_hgf.train.rbm import fit_rbm
 
 V, H = 4, 3

@@ -152,7 +152,7 @@ def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     of the same shapes reuses the compiled sampler; shifted data is a negative control."""
     kw = dict(num_warmup=300, num_samples=1000, num_chains=4, progress=False)
     a = nh.infer.run_nuts(eight_schools, SIGMA, y=Y, key=jax.random.key(1), **kw)
-    from numpyro_hgf.infer import blackjax_bridge as bb
+    from numpyro_hgf.infer import programs as bb
 
     mp, functions = bb._CACHE[next(reversed(bb._CACHE))]
     sizes = [f._cache_size() for f in functions]

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import numpyro_hgf.gibbs
+import numpyro_hgf.samplers.block_gibbs
 from numpyro_hgf import samplers
 from numpyro_hgf.metrics import mmd
 
@@ -273,5 +273,5 @@ def test_geometric_sigmas():
 
 
 def test_gibbs_is_reexported():
-    assert samplers.gibbs is numpyro_hgf.gibbs.gibbs
+    assert samplers.gibbs is numpyro_hgf.samplers.block_gibbs.gibbs
     assert "gibbs" in samplers.__all__

@@ -191,7 +191,7 @@ def test_ddpm_noise_loss_is_zero_mean_error_for_the_oracle_and_checks_input():
     assert abs(float(losses[1]) - 2.0) < 0.3  # E||e||^2 = d = 2, standard error 0.09
     assert times[-1] == 1.0
     with pytest.raises(ValueError, match="betas"):
-        ddpm._from_betas(jnp.array([0.1, 1.2]))
+        nh.paths.ddpm._from_betas(jnp.array([0.1, 1.2]))
     with pytest.raises(ValueError, match="variance"):
         ddpm.elbo_weights(schedule, "learned")
     with pytest.raises(TypeError, match="sde"):
