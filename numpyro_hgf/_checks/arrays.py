@@ -209,3 +209,43 @@ def check_betas(name: str, betas) -> None:
         )
     if np.any(np.diff(b) < 0):
         raise ValueError(f"{name}: expected a non-decreasing sequence, got a decreasing step")
+
+
+def check_inverse_mass_matrix(name: str, m) -> None:
+    """A concrete inverse mass matrix: a positive finite scalar, a ``(d,)`` diagonal of them,
+    or a symmetric positive-definite ``(d, d)`` matrix (no-op for tracers)."""
+    if not is_concrete(m):
+        return
+    arr = np.asarray(m)
+    if not np.issubdtype(arr.dtype, np.number) or arr.ndim > 2:
+        raise ValueError(
+            f"{name}: expected a positive scalar, a (d,) diagonal or a (d, d) matrix, "
+            f"got {describe(arr)}"
+        )
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected finite values, got {arr.tolist()}")
+    if arr.ndim < 2:
+        if np.any(arr <= 0):
+            raise ValueError(
+                f"{name}: expected positive entries (a mass of 0 or below never moves the "
+                f"chain), got {arr.tolist()}"
+            )
+        return
+    if arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name}: expected a square (d, d) matrix, got {describe(arr)}")
+    scale = max(1.0, float(np.max(np.abs(arr))))
+    if float(np.max(np.abs(arr - arr.T))) > 1e-6 * scale:
+        raise ValueError(f"{name}: expected a symmetric matrix, got {arr.tolist()}")
+    smallest = float(np.min(np.linalg.eigvalsh(arr)))
+    if smallest <= 0:
+        raise ValueError(
+            f"{name}: expected a positive-definite matrix, got smallest eigenvalue {smallest:.3g}"
+        )
+
+
+def check_finite_tree(name: str, tree) -> None:
+    """:func:`check_finite` on every floating leaf of a concrete pytree (no-op for tracers)."""
+    for leaf in jax.tree.leaves(tree):
+        if hasattr(leaf, "dtype") and np.issubdtype(np.dtype(leaf.dtype), np.inexact):
+            check_finite(name, leaf)

@@ -35,6 +35,7 @@ from numpyro_hgf._checks import (
     check_symmetric_zero_diagonal,
 )
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS, bm_energy, bm_log_normalizer_exact
 from numpyro_hgf.samplers.ais import annealed_importance_sampling, linear_betas
@@ -109,6 +110,7 @@ _energy = jax.jit(bm_energy)
 
 
 @register_model("boltzmann_machine")
+@register_param_batch
 class BoltzmannMachine(UnnormalizedDistribution):
     """Fully visible Boltzmann machine over ``y ∈ {-1, +1}^d``.
 
@@ -123,7 +125,9 @@ class BoltzmannMachine(UnnormalizedDistribution):
 
     ``log_prob(y) = -E(y) - log Z`` with ``log Z`` attached, else exact for ``d <= 20``,
     else a ``ValueError`` asking for an AIS estimate; ``unnormalized_log_prob(y) = -E(y)``.
-    Samples are float ``±1`` of shape ``(*sample_shape, d)``.
+    Samples are float ``±1`` of shape ``(*sample_shape, d)``, not reparameterized
+    (``has_rsample`` is ``False``).  Stacked params ``W: (*B, d, d)`` (``scan``) are a batch
+    of machines (``param_batch_shape = B``).
     """
 
     arg_constraints = {"W": constraints.real_matrix, "b": constraints.real_vector}
@@ -159,7 +163,16 @@ class BoltzmannMachine(UnnormalizedDistribution):
 
     @property
     def dim(self) -> int:
-        return int(self.W.shape[0])
+        return int(self.W.shape[-1])
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of ``W`` beyond ``(d, d)`` (``()`` for one machine)."""
+        return tuple(self.W.shape[:-2])
+
+    def _check_value(self, value) -> None:
+        check_event_shape("value", value, self.event_shape)
+        check_spins("value", value)
 
     @property
     def params(self) -> dict:
@@ -173,8 +186,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
     # -- densities -----------------------------------------------------------------------
     def energy(self, value):
         """``E(y)``; ``value: (..., d) -> (...)``."""
-        check_event_shape("value", value, self.event_shape)
-        check_spins("value", value)
+        self._check_value(value)
         return _energy(self.params, value)
 
     @property
@@ -230,6 +242,8 @@ class BoltzmannMachine(UnnormalizedDistribution):
     def sample(self, key, sample_shape=()):
         """Independent chains from uniform spins, :attr:`num_gibbs_steps` sweeps each."""
         sample_shape = tuple(sample_shape)
+        if self.param_batch_shape:
+            return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))
         y = _sample_chains(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=n)
         return y.reshape(sample_shape + self.event_shape)

@@ -38,6 +38,11 @@ from numpyro_hgf._checks import (
     is_concrete,
 )
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.flows._batched_params import (
+    leading_batch_shape,
+    map_over_param_batch,
+    register_param_batch,
+)
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.config import module_config, module_from_config
 from numpyro_hgf.samplers import mcmc
@@ -70,6 +75,10 @@ def _jit_sample(ebm, key, sample_shape):
     x0 = ebm.init_scale * jax.random.normal(k_init, (num_chains, *ebm.event_shape))
     x, accept = ebm._run_chains(k_run, x0)
     return x.reshape(*sample_shape, *ebm.event_shape), accept.reshape(sample_shape)
+
+
+def _sample_with_info(ebm, key, sample_shape):
+    return ebm.sample_with_info(key, sample_shape)
 
 
 @partial(jax.jit, static_argnums=(3,))
@@ -124,14 +133,8 @@ def _jit_ais(ebm, key, num_chains, num_betas, transition, num_mcmc_steps, settin
 
         if transition == "mala":
             return mcmc.mala(k, log_beta, x, step_size, num_mcmc_steps).samples
-        return mcmc.hmc(
-            k,
-            log_beta,
-            x,
-            step_size,
-            num_mcmc_steps,
-            num_integration_steps=num_integration_steps,
-        ).samples
+        steps = num_integration_steps
+        return mcmc.hmc(k, log_beta, x, step_size, num_mcmc_steps, num_integration_steps=steps)[0]
 
     k_init, k_run = jax.random.split(key)
     x0 = base_scale * jax.random.normal(k_init, (num_chains, *ebm.event_shape))
@@ -140,6 +143,7 @@ def _jit_ais(ebm, key, num_chains, num_betas, transition, num_mcmc_steps, settin
 
 
 @register_model("energy_based_model")
+@register_param_batch
 class EnergyBasedModel(UnnormalizedDistribution):
     """Energy-based model ``p(x) = exp(-E(x)) / Z`` with a learned energy ``E``.
 
@@ -172,14 +176,20 @@ class EnergyBasedModel(UnnormalizedDistribution):
 
     ``log_prob(x) = -E(x)`` (minus ``log Z`` only once it has been set) is differentiable
     in ``x`` and in the params, so the model is a prior under NUTS and a target of score
-    matching.
+    matching.  With ``validate_args=True`` a value outside the support (NaN, inf) warns and
+    gives ``-inf``; unchecked, a NaN gives NaN (never an exception; under NUTS a divergence).
+
+    Draws are not reparameterized (``has_rsample`` is ``False``: gradients through MCMC
+    chains are biased).  Params stacked by ``scan`` are a batch (``param_batch_shape``).
     """
 
     arg_constraints = {}
+    has_rsample = False  # MCMC draws (NumPyro's default would be True: no arg_constraints)
     requires_normalizer = False
     pytree_data_fields = ("params", "log_z")
     pytree_aux_fields = (
         "energy",
+        "_param_ndims",
         "confinement",
         "sampler",
         "num_steps",
@@ -208,6 +218,7 @@ class EnergyBasedModel(UnnormalizedDistribution):
         event_shape = check_event_shape_arg("event_shape", event_shape)
         self.energy = energy
         self.params = params
+        self._param_ndims = tuple(int(jnp.ndim(x)) for x in jax.tree.leaves(params))
         self.confinement = check_nonnegative_float("confinement", confinement)
         self.sampler = check_choice("sampler", sampler, SAMPLERS)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -239,6 +250,14 @@ class EnergyBasedModel(UnnormalizedDistribution):
         return constraints.independent(constraints.real, len(self.event_shape))
 
     # -- params ---------------------------------------------------------------------------
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of the params beyond the network's own (``()`` for one model)."""
+        return leading_batch_shape(self.params, self._param_ndims)
+
+    def _check_value(self, value) -> None:
+        check_event_shape("value", value, self.event_shape)
+
     def with_params(self, params):
         """The same model with new ``params`` (differentiable; no re-initialisation).
 
@@ -272,6 +291,10 @@ class EnergyBasedModel(UnnormalizedDistribution):
         """``-E(value)``, ``value: (..., *event_shape)`` -> ``(...)``.  ``log_prob`` is this
         (UNNORMALISED: off by the constant ``log Z``) until :meth:`with_log_normalizer` set
         ``log Z``."""
+        batch = self.param_batch_shape
+        if batch:
+            fn = type(self).unnormalized_log_prob
+            return map_over_param_batch(self, batch, fn, value, len(self.event_shape))
         flat, batch_shape = self._flatten("value", value)
         return -_jit_energy(self, flat).reshape(batch_shape)
 
@@ -289,13 +312,9 @@ class EnergyBasedModel(UnnormalizedDistribution):
         if self.sampler == "mala":
             result = mcmc.mala(key, self.log_prob, x0, self.step_size, self.num_steps)
         else:
+            steps = self.num_integration_steps
             result = mcmc.hmc(
-                key,
-                self.log_prob,
-                x0,
-                self.step_size,
-                self.num_steps,
-                num_integration_steps=self.num_integration_steps,
+                key, self.log_prob, x0, self.step_size, self.num_steps, num_integration_steps=steps
             )
         return result.samples, result.acceptance_rate
 
@@ -306,6 +325,8 @@ class EnergyBasedModel(UnnormalizedDistribution):
         the unadjusted Langevin sampler).
         """
         sample_shape = tuple(int(s) for s in sample_shape)
+        if self.param_batch_shape:
+            return self._sample_batched(key, sample_shape, _sample_with_info)
         return _jit_sample(self, key, sample_shape)
 
     def sample(self, key, sample_shape=()):

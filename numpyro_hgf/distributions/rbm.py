@@ -45,6 +45,7 @@ from numpyro_hgf._checks import (
     check_positive_int,
 )
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.boltzmann import (  # noqa: F401  (rbm_hidden_probs, ...: their place before 0.2)
     EXACT_MAX_UNITS,
@@ -135,6 +136,7 @@ _free_energy = jax.jit(rbm_free_energy)
 
 
 @register_model("bernoulli_rbm")
+@register_param_batch
 class BernoulliRBM(UnnormalizedDistribution):
     """Restricted Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V``.
 
@@ -163,7 +165,9 @@ class BernoulliRBM(UnnormalizedDistribution):
 
     The weights and biases (and an attached ``log Z``) are pytree data: the RBM passes
     through ``jit``/``vmap``/``grad``; :attr:`params` / :meth:`with_params` are the seam
-    trainers differentiate through.
+    trainers differentiate through.  Stacked params ``W: (*B, V, H)`` (``scan``) are a batch
+    of RBMs (``param_batch_shape = B``).  Samples are not reparameterized
+    (``has_rsample`` is ``False``: Gibbs draws are discrete).
     """
 
     arg_constraints = {
@@ -213,11 +217,20 @@ class BernoulliRBM(UnnormalizedDistribution):
     # -- params -------------------------------------------------------------------------
     @property
     def num_visible(self) -> int:
-        return int(self.W.shape[0])
+        return int(self.W.shape[-2])
 
     @property
     def num_hidden(self) -> int:
-        return int(self.W.shape[1])
+        return int(self.W.shape[-1])
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of ``W`` beyond ``(V, H)`` (``()`` for one RBM)."""
+        return tuple(self.W.shape[:-2])
+
+    def _check_value(self, value) -> None:
+        check_event_shape("value", value, self.event_shape)
+        check_binary("value", value)
 
     @property
     def params(self) -> dict:
@@ -240,8 +253,7 @@ class BernoulliRBM(UnnormalizedDistribution):
     # -- densities -----------------------------------------------------------------------
     def energy(self, value):
         """The free energy ``F(v)`` (hidden units summed out); ``value: (..., V) -> (...)``."""
-        check_event_shape("value", value, self.event_shape)
-        check_binary("value", value)
+        self._check_value(value)
         return _free_energy(self.params, value)
 
     free_energy = energy
@@ -344,6 +356,8 @@ class BernoulliRBM(UnnormalizedDistribution):
         """Independent Gibbs chains: start ``v ~ Bernoulli(σ(b_visible))``, run
         :attr:`num_gibbs_steps` block sweeps, return the last state (float 0/1)."""
         sample_shape = tuple(sample_shape)
+        if self.param_batch_shape:
+            return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))
         v = _sample_chains(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=n)
         return v.reshape(sample_shape + self.event_shape)

@@ -21,6 +21,10 @@ energy that is cheap and a ``log Z`` that is not.  They share one protocol:
 
 Subclasses are pytrees (NumPyro's ``pytree_data_fields``) whose data fields include
 ``log_z`` (``None`` or a scalar), so they pass through ``jit``, ``vmap`` and ``grad``.
+Params with extra leading dims ``B`` (``param_batch_shape``; ``scan`` and ``vmap`` stack
+them) are a batch of models: ``log_prob`` and ``sample`` map the unbatched model over ``B``
+(:mod:`numpyro_hgf.flows._batched_params`), and NumPyro's ``promote_batch_shape`` puts ``B``
+in front of ``batch_shape``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from numpyro.distributions import Distribution
 from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import is_concrete
+from numpyro_hgf.flows._batched_params import map_over_param_batch, sample_over_param_batch
 from numpyro_hgf.samplers.ais import AISResult
 
 __all__ = ["UnnormalizedDistribution"]
@@ -73,6 +78,19 @@ class UnnormalizedDistribution(Distribution):
 
     def _missing_normalizer_hint(self) -> str:
         return "estimate it and attach it first with model.with_log_normalizer(...)"
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Extra leading dims of the params (``()`` for one model)."""
+        return ()
+
+    def _check_value(self, value) -> None:
+        """Concrete checks of a ``log_prob`` value (event shape, support); subclasses add."""
+
+    def _sample_batched(self, key, sample_shape, fn=None):
+        """``sample`` of a batch of models: ``(*sample_shape, *param_batch_shape, *event)``."""
+        fn = fn or (lambda d, k, s: d.sample(k, s))
+        return sample_over_param_batch(self, self.param_batch_shape, fn, key, sample_shape)
 
     # -- the shared protocol ---------------------------------------------------------------------
     @staticmethod
@@ -118,6 +136,11 @@ class UnnormalizedDistribution(Distribution):
     @validate_sample
     def log_prob(self, value):
         """``unnormalized_log_prob(value) - log Z`` (see the module docstring for ``log Z``)."""
+        batch = self.param_batch_shape
+        if batch:
+            self._check_value(value)
+            event_ndim = len(self.event_shape)
+            return map_over_param_batch(self, batch, lambda d, v: d.log_prob(v), value, event_ndim)
         if self.log_z is None and not self.exact_log_normalizer_available:
             if self.requires_normalizer:
                 raise ValueError(

@@ -28,6 +28,7 @@ from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import array_equiv
 
 from numpyro_hgf._checks import as_key
+from numpyro_hgf.flows._batched_params import leading_batch_shape
 
 __all__ = [
     "NetworkTransform",
@@ -94,6 +95,15 @@ class NetworkTransform(Transform):
     def __init__(self, module, params):
         self.module = module
         self.params = params
+        # the ndims of the unbatched params (static): params stacked by ``scan`` / ``vmap``
+        # carry extra leading dims, the ``param_batch_shape``
+        self._param_ndims = tuple(int(jnp.ndim(x)) for x in jax.tree.leaves(params))
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of the params beyond the network's own param shapes (``()`` for
+        one network; ``(T,)`` after ``numpyro.contrib.control_flow.scan`` stacks them)."""
+        return leading_batch_shape(self.params, self._param_ndims)
 
     # -- the network -------------------------------------------------------------------
     def init_args(self) -> tuple:
@@ -117,14 +127,15 @@ class NetworkTransform(Transform):
     # -- pytree ------------------------------------------------------------------------
     def tree_flatten(self):
         children = (self.params,) + tuple(getattr(self, f) for f in self.data_fields)
-        aux = (self.module, tuple(getattr(self, f) for f in self.static_fields))
-        return children, aux
+        statics = tuple(getattr(self, f) for f in self.static_fields)
+        return children, (self.module, statics, self._param_ndims)
 
     @classmethod
     def tree_unflatten(cls, aux_data, children):
-        module, statics = aux_data
+        module, statics, param_ndims = aux_data
         self = cls.__new__(cls)
         self.module = module
+        self._param_ndims = param_ndims
         for name, value in zip(cls.static_fields, statics, strict=True):
             setattr(self, name, value)
         self.params = children[0]

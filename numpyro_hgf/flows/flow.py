@@ -33,6 +33,11 @@ from numpyro_hgf._checks import (
     check_positive_float,
     check_positive_int,
 )
+from numpyro_hgf.flows._batched_params import (
+    map_over_param_batch,
+    register_param_batch,
+    sample_over_param_batch,
+)
 from numpyro_hgf.flows.autoregressive import MaskedAutoregressiveTransform
 from numpyro_hgf.flows.base import BuilderConfig, NetworkTransform
 from numpyro_hgf.flows.coupling import AffineCouplingTransform, check_coupling_dim
@@ -45,6 +50,7 @@ __all__ = ["NormalizingFlow", "FLOW_KINDS", "build_flow", "flax_flow"]
 
 
 @register_model("normalizing_flow")
+@register_param_batch
 class NormalizingFlow(BuilderConfig, TransformedDistribution):
     """A ``TransformedDistribution`` whose transforms are learned bijections.
 
@@ -59,7 +65,16 @@ class NormalizingFlow(BuilderConfig, TransformedDistribution):
 
     Shapes: ``sample(key, sample_shape) -> (*sample_shape, *batch_shape, *event_shape)``;
     ``log_prob(value)`` with ``value: (..., *event_shape)`` -> ``(...)``.  The event shape is
-    always checked (a static check, jit-safe).
+    always checked (a static check, jit-safe).  Params with extra leading dims ``B`` (as
+    ``numpyro.contrib.control_flow.scan`` stacks them) are a batch of flows:
+    ``param_batch_shape = B`` leads ``batch_shape`` once NumPyro promotes it, and the networks
+    are mapped over ``B`` (:mod:`numpyro_hgf.flows._batched_params`).
+
+    The sample is reparameterized (``has_rsample``: a differentiable map of the base draw).
+    With ``validate_args=True`` (or ``numpyro.enable_validation()`` before
+    :func:`build_flow`), ``log_prob`` of a value outside ``real_vector`` (NaN, inf) warns and
+    gives ``-inf``; unchecked, a NaN gives NaN and an inf gives NaN or ``-inf`` (never an
+    exception; under NUTS a divergence).
 
     It is a pytree: the params are data, the modules and the config are static, so it can
     be an argument of ``jit``/``vmap``/``lax.map`` and changing only the params never
@@ -118,11 +133,34 @@ class NormalizingFlow(BuilderConfig, TransformedDistribution):
         :func:`numpyro_hgf.flows.flax_flow`) and return the flow with the registered params."""
         return flax_flow(name, self)
 
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Extra leading dims of the network params (``()`` for one flow)."""
+        shapes = [t.param_batch_shape for t in self.transforms if isinstance(t, NetworkTransform)]
+        return tuple(jnp.broadcast_shapes(*shapes)) if shapes else ()
+
     # -- densities -----------------------------------------------------------------------
     def log_prob(self, value, intermediates=None):
         """``log p(value)``; ``value: (..., *event_shape)`` -> ``(...)``."""
         check_event_shape("value", value, self.event_shape)
+        batch = self.param_batch_shape
+        if batch:  # a batch of flows: map the networks (recomputes any intermediates)
+            if self._validate_args:
+                self._validate_sample(value)
+            event_ndim = len(self.event_shape)
+            return map_over_param_batch(self, batch, _log_prob, value, event_ndim)
         return super().log_prob(value, intermediates)
+
+    def sample(self, key, sample_shape=()):
+        batch = self.param_batch_shape
+        if batch:
+            return sample_over_param_batch(self, batch, _sample, key, sample_shape)
+        return super().sample(key, sample_shape)
+
+    def sample_with_intermediates(self, key, sample_shape=()):
+        if self.param_batch_shape:
+            return self.sample(key, sample_shape), []
+        return super().sample_with_intermediates(key, sample_shape)
 
     # -- saving ----------------------------------------------------------------------------
     @classmethod
@@ -146,6 +184,14 @@ class NormalizingFlow(BuilderConfig, TransformedDistribution):
             else f"{len(self.transforms)} transforms"
         )
         return f"NormalizingFlow({what}, event_shape={self.event_shape})"
+
+
+def _log_prob(d, value):
+    return d.log_prob(value)
+
+
+def _sample(d, key, sample_shape):
+    return d.sample(key, sample_shape)
 
 
 # -- building flows from a few hyper-parameters ---------------------------------------------
@@ -174,7 +220,15 @@ def _check_opts(kind: str, opts: dict) -> dict:
     }
 
 
-def build_flow(kind: str, event_dim: int, num_layers: int = 4, hidden=(64, 64), key=None, **opts):
+def build_flow(
+    kind: str,
+    event_dim: int,
+    num_layers: int = 4,
+    hidden=(64, 64),
+    key=None,
+    validate_args=None,
+    **opts,
+):
     """Build a :class:`~numpyro_hgf.distributions.NormalizingFlow` on ``R^event_dim``.
 
     The base is ``Normal(0, 1)`` on ``(event_dim,)``; layers alternate which half is
@@ -188,6 +242,8 @@ def build_flow(kind: str, event_dim: int, num_layers: int = 4, hidden=(64, 64), 
         hidden: hidden widths of the conditioner nets (ignored by planar/radial, but
             validated).
         key: PRNG key (or int seed; ``None`` means 0) for the initial params.
+        validate_args: NumPyro's argument validation of the flow; ``None`` (default) takes
+            NumPyro's global flag (``numpyro.enable_validation()``) at the time of the call.
         **opts: kind-specific options: ``log_scale_bound`` (realnvp, maf; default 3.0),
             ``num_bins`` (spline; 8) and ``bound`` (spline; 5.0).
 
@@ -202,17 +258,22 @@ def build_flow(kind: str, event_dim: int, num_layers: int = 4, hidden=(64, 64), 
     num_layers = check_positive_int("num_layers", num_layers)
     hidden = check_hidden_sizes("hidden", hidden)
     opts = _check_opts(kind, opts)
+    # read outside jit: inside, the global flag of the first trace would be baked in
+    validate_args = bool(Distribution._validate_args if validate_args is None else validate_args)
     # one compiled initialisation per architecture (eager flax init dispatches op by op)
-    build = _compiled_builder(kind, event_dim, num_layers, hidden, tuple(sorted(opts.items())))
+    build = _compiled_builder(
+        kind, event_dim, num_layers, hidden, tuple(sorted(opts.items())), validate_args
+    )
     return build(as_key(key))
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_builder(kind, event_dim, num_layers, hidden, opts):
-    return jax.jit(functools.partial(_build, kind, event_dim, num_layers, hidden, dict(opts)))
+def _compiled_builder(kind, event_dim, num_layers, hidden, opts, validate_args=False):
+    build = functools.partial(_build, kind, event_dim, num_layers, hidden, dict(opts))
+    return jax.jit(functools.partial(build, validate_args=validate_args))
 
 
-def _build(kind, event_dim, num_layers, hidden, opts, key):
+def _build(kind, event_dim, num_layers, hidden, opts, key, validate_args=False):
     keys = jax.random.split(key, num_layers)
     reverse = tuple(range(event_dim - 1, -1, -1))
     transforms = []
@@ -240,7 +301,7 @@ def _build(kind, event_dim, num_layers, hidden, opts, key):
         "hidden": list(hidden),
         "opts": opts,
     }
-    return NormalizingFlow(base, transforms, config=config)
+    return NormalizingFlow(base, transforms, config=config, validate_args=validate_args)
 
 
 def flax_flow(name: str, flow):

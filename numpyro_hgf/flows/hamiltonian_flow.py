@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
+from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import (
     as_key,
@@ -22,6 +23,11 @@ from numpyro_hgf._checks import (
     check_hidden_sizes,
     check_positive_float,
     check_positive_int,
+)
+from numpyro_hgf.flows._batched_params import (
+    map_over_param_batch,
+    register_param_batch,
+    sample_over_param_batch,
 )
 from numpyro_hgf.flows.base import BuilderConfig, soft_clamp
 from numpyro_hgf.flows.hamiltonian import HamiltonianTransform
@@ -32,6 +38,7 @@ __all__ = ["NeuralHamiltonianFlow"]
 
 
 @register_model("neural_hamiltonian_flow")
+@register_param_batch
 class NeuralHamiltonianFlow(BuilderConfig, Distribution):
     """Neural Hamiltonian flow on ``R^dim``: a latent-momentum model fitted by its ELBO.
 
@@ -51,7 +58,14 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
     :meth:`log_prob_iwae` take explicit keys.
 
     It is a pytree: networks, ``dim`` and the config are static; the params and
-    ``log_prob_key`` are data (no recompilation when only the params change).
+    ``log_prob_key`` are data (no recompilation when only the params change).  Params with
+    extra leading dims ``B`` (``numpyro.contrib.control_flow.scan`` stacks them) are a batch
+    of flows mapped over ``B`` (``param_batch_shape``; see
+    :mod:`numpyro_hgf.flows._batched_params`).
+
+    ``sample`` is reparameterized (``has_rsample``).  With ``validate_args=True``,
+    ``log_prob`` of a value outside ``real_vector`` (NaN, inf) warns and gives ``-inf``;
+    unchecked, a NaN gives NaN (never an exception; under NUTS a divergence).
 
     Args:
         transforms: the :class:`HamiltonianTransform` layers, applied base -> data in order.
@@ -126,6 +140,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         hidden=(64, 64),
         encoder_hidden=None,
         num_particles: int = 64,
+        validate_args=None,
     ) -> NeuralHamiltonianFlow:
         """A fresh NHF on ``R^dim``.
 
@@ -138,6 +153,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
             hidden: hidden widths of every potential ``U``.
             encoder_hidden: hidden widths of the momentum encoder (default ``hidden``).
             num_particles: momentum draws of :meth:`log_prob`.
+            validate_args: NumPyro's argument validation (``None``: the global flag).
 
         The encoder's output layer starts at zero, so at initialisation
         ``f_psi(p | q) = N(0, I)`` (the prior of the momentum).
@@ -165,7 +181,14 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
             "encoder_hidden": list(encoder_hidden),
             "num_particles": num_particles,
         }
-        return cls(transforms, encoder, encoder_params, num_particles=num_particles, config=config)
+        return cls(
+            transforms,
+            encoder,
+            encoder_params,
+            num_particles=num_particles,
+            config=config,
+            validate_args=validate_args,
+        )
 
     # -- params (the seam trainers differentiate through) ---------------------------------
     @property
@@ -216,8 +239,16 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         out = self.encoder.apply({"params": self.encoder_params}, q)
         return out[..., : self.dim], soft_clamp(out[..., self.dim :], self.log_sigma_bound)
 
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Extra leading dims of the network params (``()`` for one flow)."""
+        return tuple(jnp.broadcast_shapes(*(t.param_batch_shape for t in self.transforms)))
+
     def sample(self, key, sample_shape=()):
-        """``q_T`` samples: ``(*sample_shape, dim)``."""
+        """``q_T`` samples: ``(*sample_shape, *param_batch_shape, dim)``."""
+        batch = self.param_batch_shape
+        if batch:
+            return sample_over_param_batch(self, batch, _sample, key, sample_shape)
         return self.sample_phase(key, sample_shape)[..., : self.dim]
 
     def sample_phase(self, key, sample_shape=()):
@@ -252,10 +283,15 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         log_w = self.log_weights(q, key, num_samples, shared=shared)
         return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
 
+    @validate_sample
     def log_prob(self, value):
         """Lower-bound estimate of ``log p(value)``: :meth:`log_prob_iwae` with
         ``num_particles`` draws of the fixed ``log_prob_key``, shared by all points (so
         ``log_prob(x)[i] == log_prob(x[i])``).  ``(..., dim) -> (...)``."""
+        batch = self.param_batch_shape
+        if batch:
+            check_event_shape("q", value, (self.dim,))
+            return map_over_param_batch(self, batch, _log_prob, value, 1)
         return self.log_prob_iwae(value, self.log_prob_key, self.num_particles, shared=True)
 
     # -- saving ---------------------------------------------------------------------------------
@@ -280,6 +316,14 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
             f"NeuralHamiltonianFlow(dim={self.dim}, {len(self.transforms)} layers x "
             f"{t.num_steps} leapfrog steps of dt={t.dt:g})"
         )
+
+
+def _log_prob(d, value):
+    return d.log_prob(value)
+
+
+def _sample(d, key, sample_shape):
+    return d.sample(key, sample_shape)
 
 
 @partial(jax.jit, static_argnums=2)

@@ -41,6 +41,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from numpyro_hgf._checks import check_positive_int, is_concrete
+from numpyro_hgf._checks.arrays import check_finite_tree, check_inverse_mass_matrix
 from numpyro_hgf.paths.dynamics import leapfrog
 
 __all__ = [
@@ -180,6 +181,7 @@ def init(position, force: Callable, logdensity_fn: Callable | None = None) -> Fo
     """Initial :class:`ForceFieldState` at ``position`` (one chain)."""
     _check_force(force)
     _check_logdensity(logdensity_fn)
+    check_finite_tree("position", position)  # a NaN start runs a NaN chain
     logdensity = _nan_like(position) if logdensity_fn is None else logdensity_fn(position)
     return ForceFieldState(position, jnp.asarray(logdensity), _evaluate_force(force, position))
 
@@ -187,6 +189,7 @@ def init(position, force: Callable, logdensity_fn: Callable | None = None) -> Fo
 def _mass_factor(inverse_mass_matrix, flat):
     """``(L, is_diagonal, M^{-1})`` with ``M^{-1} = L L^T``; ``L`` is a vector (diagonal)
     or a lower-triangular matrix; a scalar ``M^{-1}`` is broadcast to the diagonal."""
+    check_inverse_mass_matrix("inverse_mass_matrix", inverse_mass_matrix)
     imm = jnp.asarray(inverse_mass_matrix, flat.dtype)
     if imm.ndim == 0:
         imm = jnp.full(flat.shape, imm)
@@ -309,7 +312,8 @@ def force_field_hmc(
         step_size: leapfrog step ``h > 0``.
         num_integration_steps: leapfrog steps per transition.
         inverse_mass_matrix: scalar, ``(d,)`` diagonal or ``(d, d)`` dense ``M^{-1}``
-            (``d`` = size of the flattened position).
+            (``d`` = size of the flattened position); positive (definite), checked when
+            concrete (a zero or negative mass would give a chain that never moves).
         divergence_threshold: energy error above which a transition is divergent.
 
     Returns:
@@ -322,6 +326,7 @@ def force_field_hmc(
     _check_logdensity(logdensity_fn)
     _check_step(step_size)
     num_integration_steps = check_positive_int("num_integration_steps", num_integration_steps)
+    check_inverse_mass_matrix("inverse_mass_matrix", inverse_mass_matrix)
     kernel = build_kernel(divergence_threshold)
 
     def init_fn(position, rng_key=None):

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf._checks.arrays import check_finite_tree
 from numpyro_hgf.nn.boltzmann import rbm_hidden_probs, rbm_visible_probs
 
 __all__ = ["gibbs", "as_sweep", "rbm_gibbs_sweep", "bm_gibbs_sweep"]
@@ -91,7 +92,8 @@ def gibbs(key, kernel, init, num_steps: int, *, thin: int = 1, return_trace: boo
         kernel: a model with ``gibbs_step`` (e.g. :class:`~numpyro_hgf.distributions.
             BernoulliRBM`), a sweep ``(key, x) -> x``, or a sequence of block updates
             (see the module docstring).
-        init: the initial state, e.g. ``(num_chains, V)`` binary visible vectors.
+        init: the initial state, e.g. ``(num_chains, V)`` binary visible vectors (NaN or
+            inf entries are a ``ValueError``: they would run NaN chains).
         num_steps: number of sweeps (positive; static under ``jit``).
         thin: with ``return_trace``, keep every ``thin``-th state.
         return_trace: also return the states after sweeps ``thin, 2 thin, ...``
@@ -102,6 +104,7 @@ def gibbs(key, kernel, init, num_steps: int, *, thin: int = 1, return_trace: boo
     """
     num_steps = check_positive_int("num_steps", num_steps)
     thin = check_positive_int("thin", thin)
+    check_finite_tree("init", init)
     sweep = as_sweep(kernel)
     if not return_trace:
 

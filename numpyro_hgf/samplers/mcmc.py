@@ -21,9 +21,9 @@ Conventions (``x: (num_chains, *event_shape)``):
 * ``log_density(x) -> (num_chains,)``, unnormalised is fine; chains are independent
   (row ``i`` of the output depends on row ``i`` of ``x`` only).
 
-Bad arguments (a step size ``<= 0``, noise levels that are not positive and strictly
-decreasing, a score or log density whose output does not fit ``x``) raise a
-``ValueError`` naming the argument, with what was expected and what came.  Values that
+Bad arguments (a start ``x0`` with NaN or inf, a step size ``<= 0``, noise levels that are
+not positive and strictly decreasing, a score or log density whose output does not fit ``x``)
+raise a ``ValueError`` naming the argument, with what was expected and what came.  Values that
 are traced (inside a user's ``jit``) are not inspected; shapes always are.
 """
 
@@ -39,6 +39,7 @@ import numpy as np
 from numpyro_hgf._checks import (
     check_chains,
     check_decreasing_levels,
+    check_finite,
     check_output_shape,
     check_positive_float,
     check_positive_int,
@@ -136,6 +137,7 @@ def langevin(
         (num_steps, *x0.shape)`` (``trajectory[-1] == x_T``).
     """
     x0 = check_chains("x0", x0)
+    check_finite("x0", x0)  # a NaN start runs NaN chains
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive_scalar("step_size", step_size)
     _check_score(score, x0)
@@ -190,6 +192,7 @@ def mala(
     import blackjax.mcmc.mala as bj_mala
 
     x0 = check_chains("x0", x0)
+    check_finite("x0", x0)  # a NaN start runs NaN chains
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive_scalar("step_size", step_size)
     _check_log_density(log_density, x0)
@@ -244,6 +247,7 @@ def hmc(
         :class:`MCMCResult` ``(samples, acceptance_rate, trajectory)``.
     """
     x0 = check_chains("x0", x0)
+    check_finite("x0", x0)  # a NaN start runs NaN chains
     num_steps = check_positive_int("num_steps", num_steps)
     num_integration_steps = check_positive_int("num_integration_steps", num_integration_steps)
     check_positive_scalar("step_size", step_size)
@@ -318,6 +322,7 @@ def annealed_langevin(
         (the states after the last step of each level, before any denoising).
     """
     x0 = check_chains("x0", x0)
+    check_finite("x0", x0)  # a NaN start runs NaN chains
     sigmas = check_decreasing_levels("sigmas", sigmas).astype(x0.dtype)
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive_scalar("step_size", step_size)
