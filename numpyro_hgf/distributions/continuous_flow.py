@@ -56,19 +56,46 @@ def _flatten_batch(value, event_shape):
 # hand diffrax a fresh closure and recompile the whole solve (seconds per call); with
 # it, calls on flows of the same configuration reuse one compiled function.  Inside a
 # user's ``jit`` / ``grad`` / ``vmap`` the inner ``jit`` is inlined as usual.
+def masked_log_prob(distribution, value):
+    """``distribution.log_prob(value)``, ``-inf`` outside its support (a uniform base's
+    ``log_prob`` is a constant everywhere; the density of the model is not)."""
+    inside = distribution.support(value)
+    return jnp.where(inside, distribution.log_prob(value), -jnp.inf)
+
+
+def _inside_point(flow):
+    """A point of the support (the base's mean when it has one, else 0)."""
+    try:
+        point = jnp.broadcast_to(flow.base.mean, flow.event_shape)
+    except (NotImplementedError, AttributeError, TypeError, ValueError):
+        point = jnp.zeros(flow.event_shape)
+    return jnp.where(flow.support(point), point, jnp.zeros_like(point))
+
+
 @partial(jax.jit, static_argnums=(2,))
 def _jit_log_prob(flow, flat, solver):
-    return ode_log_prob(
+    # Values outside the support (inf and NaN included) are solved at a point inside it and
+    # masked after: a solve through inf (or out of a box whose field grows outside it)
+    # would exhaust the adaptive solver for the whole batch, and a NaN cotangent would
+    # poison the gradient.
+    inside = flow.support(flat)
+    expand = (slice(None),) + (None,) * (flat.ndim - 1)
+    safe = jnp.where(inside[expand], flat, _inside_point(flow).astype(flat.dtype))
+    result = ode_log_prob(
         flow.field,
-        flat,
+        safe,
         flow.t0,
         flow.t1,
-        flow.base.log_prob,
+        partial(masked_log_prob, flow.base),
         solver,
         trace=flow.trace,
         key=flow.probe_key,
         num_probes=flow.num_probes,
     )
+    # zero density outside the support; NaN in, NaN out
+    lp = jnp.where(inside, result.value, -jnp.inf)
+    lp = jnp.where(jnp.any(jnp.isnan(flat.reshape(flat.shape[0], -1)), axis=-1), jnp.nan, lp)
+    return result._replace(value=lp)
 
 
 @partial(jax.jit, static_argnums=(2, 3))
@@ -192,7 +219,14 @@ class ContinuousFlow(dist.Distribution):
         return result.value.reshape(batch_shape), result.nfe
 
     def log_prob(self, value):
-        return self.log_prob_with_nfe(value)[0]
+        """``log p(value)``: ``-inf`` outside the support (and where the backward solve
+        leaves the base's support), ``nan`` for a NaN value, ``nan`` when the solve fails;
+        never raises.  With ``validate_args=True`` an out-of-support or non-finite value
+        warns (NumPyro's ``validate_sample``)."""
+        lp = self.log_prob_with_nfe(value)[0]
+        if self._validate_args:
+            self._validate_sample(value)
+        return lp
 
     # -- saving ------------------------------------------------------------------------
     def _common_config(self) -> dict:

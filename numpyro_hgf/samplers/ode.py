@@ -155,8 +155,12 @@ def _diffeqsolve(vector_field, y0, t0, t1, solver: ODESolver):
         stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        throw=False,
     )
-    final = jax.tree.map(lambda leaf: leaf[-1], sol.ys)
+    # A failed solve (the adaptive solver ran out of steps, say) is NaN, never an error
+    # raised from inside a jitted potential: NUTS then counts a divergence.
+    ok = sol.result == diffrax.RESULTS.successful
+    final = jax.tree.map(lambda leaf: jnp.where(ok, leaf[-1], jnp.nan), sol.ys)
     return final, solver._nfe(sol.stats)
 
 
@@ -169,7 +173,8 @@ def solve_ode(field: Callable, x, t0, t1, solver="tsit5") -> ODEResult:
         solver: an :class:`ODESolver` (or a solver name).
 
     Returns:
-        ``ODEResult(x(t1), nfe)``.
+        ``ODEResult(x(t1), nfe)``; ``x(t1)`` is NaN when the solve fails (an adaptive
+        solver out of ``max_steps``).
     """
     solver = ODESolver.of(solver)
     final, nfe = _diffeqsolve(field, x, t0, t1, solver)
@@ -198,8 +203,12 @@ def divergence_exact(field: Callable, x, t):
 def divergence_hutchinson(field: Callable, x, t, probes):
     """Hutchinson's estimate ``mean_k eps_k^T (df/dx) eps_k``.
 
-    ``x: (batch, *event)``, ``probes: (k, batch, *event)`` -> ``(batch,)``.
+    ``x: (batch, *event)``, ``probes: (k, batch, *event)`` or ``(k, *event)`` (the same
+    probes for every batch element) -> ``(batch,)``.
     """
+    if probes.ndim == x.ndim:  # one set of probes for the whole batch
+        probes = probes[:, None]
+    probes = jnp.broadcast_to(probes, (probes.shape[0], *x.shape)).astype(x.dtype)
     batch = x.shape[0]
 
     def one(eps):
@@ -240,10 +249,12 @@ def ode_log_prob(
         base_log_prob: ``(batch, *event) -> (batch,)``.
         solver: :class:`ODESolver` or name.
         trace: ``"exact"`` or ``"hutchinson"`` (needs ``key``; ``num_probes`` probes of
-            kind ``probe``).
+            kind ``probe``).  The probes are drawn for one event and shared by every batch
+            element, so a point's estimate does not depend on the batch it is evaluated in
+            (alone, or at any position of any batch, it is the same number).
 
     Returns:
-        ``ODEResult(log_prob: (batch,), nfe)``.
+        ``ODEResult(log_prob: (batch,), nfe)``; NaN when the solve fails.
     """
     solver = ODESolver.of(solver)
     check_choice("trace", trace, TRACE_ESTIMATORS)
@@ -251,7 +262,7 @@ def ode_log_prob(
         if key is None:
             raise TypeError("key: the Hutchinson trace estimator needs a jax.random key, got None")
         probes = draw_probes(
-            key, y.shape, check_positive_int("num_probes", num_probes), probe, y.dtype
+            key, y.shape[1:], check_positive_int("num_probes", num_probes), probe, y.dtype
         )
         divergence = lambda x, t: divergence_hutchinson(field, x, t, probes)
     else:
