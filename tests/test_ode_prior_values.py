@@ -10,6 +10,8 @@
   the float32 values.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,3 +92,55 @@ def test_hutchinson_still_depends_on_the_probe_key_and_is_unbiased():
         se = est.std(0, ddof=1) / np.sqrt(len(keys))
         assert float(jnp.min(est.std(0))) > 1e-4  # genuinely random
         assert np.all(np.abs((est.mean(0) - exact) / se) < 3.5)
+
+
+# -- non-finite values and validate_args ---------------------------------------------------
+@pytest.mark.parametrize("kind, solver", [("cnf", "tsit5"), ("hgf", FIXED), ("diffusion", FIXED)])
+def test_non_finite_values_give_nan_and_minus_inf_and_never_raise(kind, solver):
+    """With the default adaptive solver a solve through ``inf`` used to exhaust
+    ``max_steps`` and raise from inside the jitted ``log_prob`` (NUTS crashed instead of
+    counting a divergence)."""
+    prior = make(kind, validate_args=False, solver=solver)
+    values = jnp.array([[jnp.inf, 0.0], [jnp.nan, 0.0], [0.3, -0.2], [-jnp.inf, jnp.nan]])
+    lp = np.asarray(jax.jit(lambda d, v: d.log_prob(v))(prior, values))
+    assert lp[0] == -np.inf and np.isnan(lp[1]) and np.isfinite(lp[2]) and np.isnan(lp[3])
+    # the finite point is unaffected by its non-finite neighbours
+    np.testing.assert_allclose(lp[2], prior.log_prob(values[2]), rtol=1e-5)
+    # the gradient at the finite point stays finite (no NaN cotangent leaks through)
+    grad = jax.grad(lambda v: jnp.sum(jnp.where(jnp.isfinite(lp), prior.log_prob(v), 0.0)))
+    assert np.all(np.isfinite(np.asarray(grad(values))[2]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_validate_args_warns_on_non_finite_values(kind):
+    prior = make(kind, validate_args=True, solver=FIXED)
+    cases = [(jnp.array([jnp.inf, 0.0]), np.isneginf), (jnp.array([jnp.nan, 0.0]), np.isnan)]
+    for value, check in cases:
+        with pytest.warns(UserWarning, match="Out-of-support"):
+            assert check(float(prior.log_prob(value)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(float(prior.log_prob(jnp.array([0.3, -0.2]))))
+    # validate_args=False is silent
+    quiet = make(kind, validate_args=False, solver=FIXED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isneginf(float(quiet.log_prob(jnp.array([jnp.inf, 0.0]))))
+
+
+# -- float64 -------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_float64_sample_and_log_prob(kind):
+    x = np.array([[0.3, -0.2], [1.0, 0.5], [-0.4, 0.8]])
+    lp32 = make(kind, solver=FIXED).log_prob(jnp.asarray(x, jnp.float32))
+    with jax.enable_x64(True):
+        prior = make(kind, solver=FIXED)
+        lp64 = prior.log_prob(jnp.asarray(x))
+        draws = prior.sample(jax.random.key(0), (3,))
+        assert lp64.dtype == jnp.float64 and draws.dtype == jnp.float64
+        assert np.all(np.isfinite(np.asarray(draws)))
+        if kind == "hgf":
+            grad = jax.grad(lambda v: prior.log_prob(v).sum())(jnp.asarray(x))
+            assert grad.dtype == jnp.float64 and np.all(np.isfinite(np.asarray(grad)))
+    assert lp32.dtype == jnp.float32
+    np.testing.assert_allclose(lp64, lp32, rtol=2e-5, atol=2e-5)
