@@ -98,12 +98,15 @@ def test_sigkill_then_resume_equals_uninterrupted_run(model, tmp_path):
     assert child.returncode == -signal.SIGKILL
     killed_at = max(_finished_steps(ckpt))
     assert 30 <= killed_at < model["STEPS"]
-    template = model["make_trainer"](ckpt).init(model["PARAMS"], jax.random.key(2))
-    at_kill = TrainCheckpointer(ckpt, state_fingerprint(template)).restore(template)
+    trainer = model["make_trainer"](ckpt)
+    template = trainer.init(model["PARAMS"], jax.random.key(2))
+    fingerprint = state_fingerprint(
+        template, None, training=trainer._training_config(model["DATA"])
+    )
+    at_kill = TrainCheckpointer(ckpt, fingerprint).restore(template)
     assert int(at_kill.step) == killed_at
 
     # one trainer (one compilation) for the three runs: only the directory changes
-    trainer = model["make_trainer"](ckpt)
     resumed = trainer.fit(model["PARAMS"], model["DATA"], model["STEPS"], jax.random.key(2))
     trainer.checkpoint_dir = tmp_path / "straight"
     straight = trainer.fit(model["PARAMS"], model["DATA"], model["STEPS"], jax.random.key(2))
@@ -131,12 +134,12 @@ def test_sigkill_then_resume_equals_uninterrupted_run(model, tmp_path):
 
 
 def _diverging_loss(params, batch, key):
-    # finite while s <= 3; sgd(0.01) gives s_k = 10 - 10 * 0.98^k, so step 18 is the first
-    # non-finite one (as in tests/test_trainer.py)
+    # finite while s <= 3; sgd(0.01) gives s_k = 10 - 10 * 0.98^k, so the loss of step 18
+    # (s_18 = 3.04) is the first non-finite one and s_17 = 2.91 the last finite one
     return jnp.where(params["s"] > 3.0, jnp.nan, (params["s"] - 10.0) ** 2)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path):
     trainer = Trainer(
         _diverging_loss,
         optax.sgd(0.01),
@@ -149,14 +152,109 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match="step 18") as info:
         trainer.fit({"s": jnp.array(0.0)}, jnp.zeros((4, 1)), 100, jax.random.key(0))
     err = info.value
-    assert str(tmp_path) in str(err) and "last good state (step 18)" in str(err)
-    assert err.checkpoint_step == 18 and _finished_steps(tmp_path) == [10, 15, 18]
+    assert str(tmp_path) in str(err) and "last state whose loss was finite (step 17)" in str(err)
+    assert err.checkpoint_step == 17 and _finished_steps(tmp_path) == [10, 15, 17]
     template = trainer.init({"s": jnp.array(0.0)}, jax.random.key(0))
-    kept = TrainCheckpointer(tmp_path, state_fingerprint(template)).restore(template)
-    assert int(kept.step) == 18
+    kept = trainer_checkpointer(trainer, tmp_path, template).restore(template)
+    assert int(kept.step) == 17
     np.testing.assert_allclose(kept.params["s"], err.last_good_state.params["s"], rtol=0)
-    # closed form: s_k = 10 - 10 (1 - 2 * 0.01)^k
-    np.testing.assert_allclose(kept.params["s"], 10 - 10 * 0.98**18, rtol=1e-5)
+    # closed form: s_k = 10 - 10 (1 - 2 * 0.01)^k, and its loss is finite
+    np.testing.assert_allclose(kept.params["s"], 10 - 10 * 0.98**17, rtol=1e-5)
+    assert np.isfinite(_diverging_loss(kept.params, None, None))
+
+
+def test_the_diverged_periodic_checkpoint_is_discarded(tmp_path):
+    # checkpoint_every=6 saves s_18 (whose loss diverges next) before the loss of step 18 is
+    # evaluated in the next dispatch; the failure must drop it and keep s_17
+    trainer = Trainer(
+        _diverging_loss,
+        optax.sgd(0.01),
+        batch_size=1,
+        steps_per_dispatch=6,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=6,
+    )
+    with pytest.raises(NonFiniteLossError, match="removed the newer checkpoints \\[18\\]"):
+        trainer.fit({"s": jnp.array(0.0)}, jnp.zeros((4, 1)), 100, jax.random.key(0))
+    assert _finished_steps(tmp_path) == [6, 12, 17]
+
+
+def trainer_checkpointer(trainer, directory, template):
+    return TrainCheckpointer(
+        directory,
+        state_fingerprint(template, None, training=trainer._training_config(jnp.zeros((4, 1)))),
+    )
+
+
+def _oscillating_loss(params, batch, key):
+    # (s - 2)^2, undefined above s = 3: sgd(1.2) multiplies s - 2 by -1.4 per step, so from
+    # s = 2.1 the loss of step 8 (s = 3.48) is the first non-finite one; sgd(0.1) converges
+    return jnp.where(params["s"] > 3.0, jnp.nan, (params["s"] - 2.0) ** 2)
+
+
+def test_rerun_with_a_lower_learning_rate_resumes_the_last_finite_state(tmp_path):
+    def trainer(learning_rate):
+        return Trainer(
+            _oscillating_loss,
+            optax.sgd(learning_rate),
+            batch_size=1,
+            steps_per_dispatch=5,
+            progress=False,
+            checkpoint_dir=tmp_path,
+        )
+
+    params, data = {"s": jnp.array(2.1)}, jnp.zeros((4, 1))
+    with pytest.raises(NonFiniteLossError, match="at step 8") as info:
+        trainer(1.2).fit(params, data, 40, jax.random.key(0))
+    assert info.value.checkpoint_step == 7
+    with pytest.raises(NonFiniteLossError, match="at step 8"):  # same rate: same failure
+        trainer(1.2).fit(params, data, 40, jax.random.key(0))
+    result = trainer(0.1).fit(params, data, 40, jax.random.key(0))
+    assert int(result.state.step) == 40 and np.all(np.isfinite(result.history))
+    s7 = 2.0 + 0.1 * (-1.4) ** 7
+    np.testing.assert_allclose(result.params["s"], 2.0 + (s7 - 2.0) * 0.8**33, atol=1e-5)
+
+
+def test_non_finite_first_loss_says_there_is_no_good_state(tmp_path):
+    loss = lambda p, batch, key: jnp.sum(p["w"]) * jnp.nan  # noqa: E731
+    trainer = Trainer(loss, 0.1, batch_size=1, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match="no step had a finite loss") as info:
+        trainer.fit({"w": jnp.zeros(2)}, jnp.zeros((4, 1)), 5, jax.random.key(0))
+    assert info.value.last_good_state is None and "step -1" not in str(info.value)
+    assert _finished_steps(tmp_path) == []
+
+
+def test_unreadable_newest_checkpoint_falls_back_with_a_warning(tmp_path):
+    import shutil
+
+    loss = lambda p, batch, key: jnp.sum((p["w"] - 1.0) ** 2)  # noqa: E731
+    data = jnp.zeros((4, 1))
+
+    def trainer():
+        return Trainer(
+            loss,
+            0.1,
+            batch_size=2,
+            steps_per_dispatch=2,
+            progress=False,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+        )
+
+    trainer().fit({"w": jnp.zeros(3)}, data, 6, jax.random.key(0))
+    assert _finished_steps(tmp_path) == [2, 4, 6]
+    for child in (tmp_path / "6").iterdir():  # empty the newest step folder
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    with pytest.warns(RuntimeWarning, match="checkpoint of step 6 .* cannot be read"):
+        result = trainer().fit({"w": jnp.zeros(3)}, data, 6, jax.random.key(0))
+    assert int(result.state.step) == 6 and len(result.history) == 2  # resumed at step 4
+    for step in (2, 4, 6):
+        shutil.rmtree(tmp_path / str(step))
+        (tmp_path / str(step)).mkdir()
+    with pytest.raises(ValueError, match="checkpoint_dir: no checkpoint in .* can be read"):
+        with pytest.warns(RuntimeWarning):
+            trainer().fit({"w": jnp.zeros(3)}, data, 6, jax.random.key(0))
 
 
 def test_checkpoint_directory_of_another_model_is_refused(tmp_path):
@@ -166,7 +264,7 @@ def test_checkpoint_directory_of_another_model_is_refused(tmp_path):
         {"w": jnp.zeros(3)}, data, 3, jax.random.key(0)
     )
     other = Trainer(loss, 0.1, batch_size=2, progress=False, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"checkpoint_dir: .* different model \(params\['w'\]"):
+    with pytest.raises(ValueError, match=r"checkpoint_dir: .* different run \(params\['w'\]"):
         other.fit({"w": jnp.zeros(4)}, data, 3, jax.random.key(0))
     described = Trainer(
         loss,
@@ -176,8 +274,15 @@ def test_checkpoint_directory_of_another_model_is_refused(tmp_path):
         checkpoint_dir=tmp_path,
         checkpoint_description={"network": "UNet(8, 16)"},
     )
-    with pytest.raises(ValueError, match="checkpoint_dir: .* different model \\(description"):
+    with pytest.raises(ValueError, match="checkpoint_dir: .* different run \\(description"):
         described.fit({"w": jnp.zeros(3)}, data, 3, jax.random.key(0))
+    other_batch = Trainer(loss, 0.1, batch_size=4, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"different run \(training\['batch_size'\]: expected 2"):
+        other_batch.fit({"w": jnp.zeros(3)}, data, 3, jax.random.key(0))
+    with pytest.raises(ValueError, match="to start afresh, pass a new checkpoint_dir"):
+        Trainer(loss, 0.1, batch_size=2, progress=False, checkpoint_dir=tmp_path).fit(
+            {"w": jnp.zeros(3)}, jnp.zeros((5, 1)), 3, jax.random.key(0)
+        )
     stray = tmp_path.parent / "not_a_checkpoint"
     stray.mkdir()
     (stray / "notes.txt").write_text("hello")

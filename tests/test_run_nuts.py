@@ -146,6 +146,7 @@ def closed_form_mean_z(idata, moments):
     }
 
 
+@pytest.mark.x64
 def test_run_nuts_eight_schools_matches_quadrature_constrains_and_caches():
     """Default (fast) check of the eight-schools acceptance item: posterior means within
     MCSE of the quadrature values, ``tau > 0``, the deterministic ``theta`` present; new data

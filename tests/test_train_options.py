@@ -252,3 +252,39 @@ def test_an_optax_optimizer_replaces_the_recipe():
         not np.array_equal(a, b)
         for a, b in zip(jax.tree.leaves(moved.params), jax.tree.leaves(start.params), strict=True)
     )
+
+
+# -- the float64 leg: every fit_* runs under jax_enable_x64 and trains in float64 -------------
+def _float_leaves(tree):
+    return [
+        leaf
+        for leaf in jax.tree.leaves(tree)
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+    ]
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("name", NON_IMAGE)
+def test_every_fit_trains_in_the_leg_precision(name):
+    """Runs in the x64 leg only (the float32 leg runs the same fits above).  Before the fix
+    every trainer failed under x64 (``scan`` carry int32 vs int64 in the dispatch)."""
+    if not jax.config.jax_enable_x64:
+        pytest.skip("the x64 leg (pytest --x64) runs this")
+    result = _case(name)()
+    leaves = _float_leaves(result.params)
+    assert leaves and all(leaf.dtype == jnp.float64 for leaf in leaves), {
+        str(leaf.dtype) for leaf in leaves
+    }
+    assert np.all(np.isfinite(result.history)) and len(result.validation) == 4
+
+
+@pytest.mark.x64
+def test_nlme_fit_svi_trains_in_the_leg_precision():
+    if not jax.config.jax_enable_x64:
+        pytest.skip("the x64 leg (pytest --x64) runs this")
+    data = nlme.theophylline_data()
+    model, init = nlme.theophylline_model()
+    res = nlme.fit_svi(model, data, init, guide="mvn", key=KEY, **SMALL)
+    leaves = _float_leaves(res.params)
+    assert leaves and all(leaf.dtype == jnp.float64 for leaf in leaves)
+    assert np.all(np.isfinite(res.losses))

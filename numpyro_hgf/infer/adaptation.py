@@ -64,19 +64,28 @@ def stan_adaptation(is_diagonal: bool, target_accept: float):
         ss = da_update(state.ss, acceptance_rate)
         mm = jax.lax.cond(stage == 1, lambda: mm_update(state.mm, position), lambda: state.mm)
 
+        cast = lambda tree, like: jax.tree.map(  # noqa: E731
+            lambda a, b: jnp.asarray(a).astype(jnp.result_type(b)), tree, like
+        )
+        # both branches of the cond return the dtypes of the carried state (under x64
+        # BlackJAX's fresh states hold int64 / float64 leaves where the carry holds int32)
+        ss, mm = cast(ss, state.ss), cast(mm, state.mm)
+
         def end_window(ss, mm):
-            mm = mm_final(mm)
-            ss = da_init(da_final(ss))
-            return ss, mm, jnp.exp(ss.log_step_size), mm.inverse_mass_matrix
+            new_mm = mm_final(mm)
+            new_ss = da_init(da_final(ss))
+            return (
+                cast(new_ss, state.ss),
+                cast(new_mm, state.mm),
+                jnp.exp(new_ss.log_step_size).astype(dtype),
+                new_mm.inverse_mass_matrix.astype(dtype),
+            )
 
         def keep(ss, mm):
-            return ss, mm, jnp.exp(ss.log_step_size), state.inverse_mass_matrix
+            return ss, mm, jnp.exp(ss.log_step_size).astype(dtype), state.inverse_mass_matrix
 
         ss, mm, step, imm = jax.lax.cond(window_end, end_window, keep, ss, mm)
         step = jnp.where(last, da_final(ss), step)
-        cast = lambda tree, like: jax.tree.map(  # noqa: E731
-            lambda a, b: jnp.asarray(a).astype(b.dtype), tree, like
-        )
         return AdaptState(
             cast(ss, state.ss), cast(mm, state.mm), step.astype(dtype), imm.astype(dtype)
         )

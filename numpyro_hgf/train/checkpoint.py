@@ -21,6 +21,7 @@ same device layout it was set up with (one device, a data-parallel mesh, several
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TrainCheckpointer", "state_fingerprint"]
+__all__ = ["TrainCheckpointer", "keep_last_finite", "state_fingerprint", "training_config"]
 
 _META = "numpyro_hgf_checkpoint.json"
 _FORMAT_VERSION = 1
@@ -38,10 +39,11 @@ def _is_key(x) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def state_fingerprint(state, description: dict | None = None) -> dict:
+def state_fingerprint(state, description: dict | None = None, training: dict | None = None) -> dict:
     """JSON description of what a state trains: ``{path: [shape, dtype]}`` of the params and
-    optimizer state, whether EMA / aux state are on, and ``description`` (e.g. the network's
-    config).  Two runs of the same model give the same fingerprint."""
+    optimizer state, whether EMA / aux state are on, ``description`` (e.g. the network's
+    config) and ``training`` (the training configuration a resume must match: data shapes,
+    batch size, precision).  Two runs of the same model give the same fingerprint."""
 
     def leaves(tree) -> dict[str, list]:
         flat = jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -56,19 +58,21 @@ def state_fingerprint(state, description: dict | None = None) -> dict:
         "ema": state.ema_params is not None,
         "aux": leaves(state.aux) if state.aux is not None else None,
         "description": description or {},
+        "training": training or {},
     }
 
 
 def _diff(expected: dict, got: dict) -> str:
     """A short human-readable difference between two fingerprints."""
-    for part in ("description", "params", "opt_state", "ema", "aux"):
+    for part in ("training", "description", "params", "opt_state", "ema", "aux"):
         a, b = expected.get(part), got.get(part)
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             for name in sorted(set(a) | set(b)):
                 if a.get(name) != b.get(name):
-                    return f"{part}{name}: expected {a.get(name)}, got {b.get(name)}"
+                    key = name if name.startswith("[") else f"[{name!r}]"
+                    return f"{part}{key}: expected {a.get(name)}, got {b.get(name)}"
         return f"{part}: expected {a}, got {b}"
     return "no difference"
 
@@ -110,8 +114,9 @@ class TrainCheckpointer:
             if stored["fingerprint"] != json.loads(json.dumps(fingerprint)):
                 raise ValueError(
                     f"checkpoint_dir: {str(self.directory)!r} holds checkpoints of a different "
-                    f"model ({_diff(stored['fingerprint'], json.loads(json.dumps(fingerprint)))}); "
-                    "use a new directory, or the model and optimizer it was written with"
+                    f"run ({_diff(stored['fingerprint'], json.loads(json.dumps(fingerprint)))}); "
+                    "to start afresh, pass a new checkpoint_dir or delete this one; to resume, "
+                    "use the model, data and training options it was written with"
                 )
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -122,7 +127,10 @@ class TrainCheckpointer:
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
         )
         self._ocp = ocp
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # one item, declared (not guessed from the newest step folder, which may be damaged)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     # -- (un)packing: orbax stores arrays, not typed keys or ``None`` fields -----------------
     @staticmethod
@@ -171,11 +179,23 @@ class TrainCheckpointer:
         self._manager.wait_until_finished()
         return step
 
+    def discard_after(self, step: int) -> str:
+        """Delete the checkpoints newer than ``step``; returns a note for messages."""
+        newer = [s for s in self.all_steps() if s > step]
+        for s in newer:
+            self._manager.delete(s)
+        return f" (removed the newer checkpoints {newer})" if newer else ""
+
     def restore(self, template, step: int | None = None):
-        """The state saved at ``step`` (newest by default), shaped and sharded like
-        ``template`` (a state of the same model, e.g. a fresh ``trainer.init``)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        """The state saved at ``step`` (newest readable by default), shaped and sharded like
+        ``template`` (a state of the same model, e.g. a fresh ``trainer.init``).
+
+        An unreadable newest checkpoint (an emptied or damaged step folder) is skipped with a
+        warning and the previous one restored; ``ValueError`` naming ``checkpoint_dir`` when
+        none can be read.
+        """
+        steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
+        if not steps:
             raise ValueError(f"checkpoint_dir: no finished checkpoint in {str(self.directory)!r}")
         packed = self._pack(template)
 
@@ -184,8 +204,63 @@ class TrainCheckpointer:
             return jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x), sharding=sharding)
 
         target = jax.tree.map(abstract, packed)
-        restored = self._manager.restore(step, args=self._ocp.args.StandardRestore(target))
-        return self._unpack(template, restored)
+        failures = []
+        for candidate in steps:
+            try:
+                restored = self._manager.restore(
+                    candidate, args=self._ocp.args.StandardRestore(target)
+                )
+            except Exception as err:  # orbax raises many types for a damaged step folder
+                failures.append(f"step {candidate}: {type(err).__name__}: {str(err)[:200]}")
+                warnings.warn(
+                    f"checkpoint_dir: the checkpoint of step {candidate} in "
+                    f"{str(self.directory)!r} cannot be read ({type(err).__name__}); "
+                    "trying the previous one",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            return self._unpack(template, restored)
+        raise ValueError(
+            f"checkpoint_dir: no checkpoint in {str(self.directory)!r} can be read "
+            f"({'; '.join(failures)}); delete the folder (or pass a new checkpoint_dir) to "
+            "start afresh"
+        )
 
     def close(self) -> None:
         self._manager.close()
+
+
+def training_config(batch_size: int, precision: str, ema_decay, data) -> dict:
+    """What a checkpoint must match to be resumed: the data's shapes and dtypes, the batch
+    size, precision and EMA.  The optimizer's hyper-parameters may change (a lower learning
+    rate is the usual remedy after a :class:`~numpyro_hgf.train.NonFiniteLossError`)."""
+    return {
+        "batch_size": batch_size,
+        "precision": precision,
+        "ema_decay": ema_decay,
+        "data": [
+            [list(np.shape(leaf)), str(jnp.result_type(leaf))]
+            for leaf in jax.tree_util.tree_leaves(data)
+        ],
+    }
+
+
+def keep_last_finite(checkpointer: TrainCheckpointer, err) -> None:
+    """After a non-finite loss, make the last state with a finite loss the newest checkpoint:
+    drop the newer ones (a periodic checkpoint can hold the state whose loss then diverged),
+    save it, and say so in the error's message."""
+    where = f"checkpoint_dir {str(checkpointer.directory)!r}"
+    good = err.last_good_state
+    if good is None:
+        kept = checkpointer.discard_after(-1)
+        err.args = (f"{err.args[0]} Nothing was saved in {where}{kept}.",)
+        return
+    kept = checkpointer.discard_after(int(good.step))
+    saved = checkpointer.save(good)
+    err.checkpoint_dir = checkpointer.directory
+    err.checkpoint_step = saved
+    err.args = (
+        f"{err.args[0]} That state (step {saved}) is the newest checkpoint in {where}{kept}; "
+        "running again with a lower learning rate resumes from it.",
+    )

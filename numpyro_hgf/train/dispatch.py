@@ -67,18 +67,28 @@ class NonFiniteLossError(FloatingPointError):
 
     Attributes:
         step: the 0-based index of the first step whose loss was not finite.
-        last_good_state: the :class:`TrainState` just before that step.
+        last_good_state: the newest :class:`TrainState` whose loss was finite (the state of
+            step ``step - 1``), or ``None`` when no step had a finite loss.
         history: the finite losses up to that step.
     """
 
-    def __init__(self, step: int, last_good_state: TrainState, history: np.ndarray):
+    def __init__(self, step: int, last_good_state: TrainState | None, history: np.ndarray):
         self.step = step
         self.last_good_state = last_good_state
         self.history = history
+        if last_good_state is None:
+            kept = (
+                "no step had a finite loss, so there is no good state to keep (the initial "
+                "params already give a non-finite loss: check the data and the initialisation)"
+            )
+        else:
+            kept = (
+                f"kept the last state whose loss was finite (step {int(last_good_state.step)}) "
+                "in `error.last_good_state`"
+            )
         super().__init__(
-            f"training loss became non-finite at step {step}; stopped and kept the last good "
-            f"params (from step {step - 1}) in `error.last_good_state`. Lower the learning "
-            "rate, enable gradient clipping, or check the data."
+            f"training loss became non-finite at step {step}; stopped and {kept}. Lower the "
+            "learning rate, enable gradient clipping, or check the data."
         )
 
 
@@ -104,7 +114,7 @@ def build_dispatch(
     batch_sharding=None,
     state_sharding=None,
 ):
-    """Pure ``dispatch(state, data, num_active) -> (state, losses, first_bad)``.
+    """Pure ``dispatch(state, data, num_active) -> (state, losses, first_bad, last_finite)``.
 
     Runs ``steps_per_dispatch`` steps in one ``lax.scan``.  Step ``i`` of the scan is a
     no-op unless ``i < num_active`` (so the last, shorter chunk reuses the same compiled
@@ -112,6 +122,12 @@ def build_dispatch(
     (device arrays, leading axis = examples), evaluates ``loss_fn``, and applies the
     optax update.  A non-finite loss leaves the state unchanged, freezes the rest of
     the dispatch, and its index comes back in ``first_bad`` (``-1`` if none).
+
+    ``last_finite`` is the newest state whose loss was evaluated and finite (the state
+    before the last update applied; the input ``state`` when no step ran).  After a
+    non-finite loss at step ``i > 0`` it is the state of step ``i - 1``: the params that
+    the update into the failing state started from, which a rerun with a smaller learning
+    rate can resume (the state at step ``i`` itself is the one whose loss diverged).
 
     ``compute_dtype`` (e.g. ``jnp.bfloat16``): evaluate the loss on casts of the floating
     params and batch (mixed precision; gradients and the update stay in the params' dtype).
@@ -163,7 +179,7 @@ def build_dispatch(
         loss_dtype = jax.eval_shape(one_step, state, data)[1].dtype
 
         def body(carry, i):
-            state, first_bad = carry
+            state, last_finite, first_bad = carry
             run = (i < num_active) & (first_bad < 0)
             new, loss = jax.lax.cond(
                 run,
@@ -172,15 +188,18 @@ def build_dispatch(
                 state,
             )
             finite = jnp.isfinite(loss)
+            last_finite = jax.lax.cond(run & finite, lambda: state, lambda: last_finite)
             state = jax.lax.cond(run & finite, lambda: new, lambda: state)
             first_bad = jnp.where(run & ~finite, i, first_bad)
-            return (state, first_bad), loss
+            return (state, last_finite, first_bad), loss
 
-        init = (state, jnp.asarray(-1, jnp.int32))
-        (state, first_bad), losses = jax.lax.scan(body, init, jnp.arange(steps_per_dispatch))
+        init = (state, state, jnp.asarray(-1, jnp.int32))  # int32 under x64 too: stable carry
+        indices = jnp.arange(steps_per_dispatch, dtype=jnp.int32)
+        (state, last_finite, first_bad), losses = jax.lax.scan(body, init, indices)
         if state_sharding is not None:
             state = jax.lax.with_sharding_constraint(state, state_sharding)
-        return state, losses, first_bad
+            last_finite = jax.lax.with_sharding_constraint(last_finite, state_sharding)
+        return state, losses, first_bad, last_finite
 
     return dispatch
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from numpyro_hgf.train.options import TrainOptions, build_optimizer
@@ -120,7 +121,30 @@ def fit_objective(
             validate_every=options.validate_every,
             patience=options.patience,
         )
+    params = promote_to_data_dtype(params, data)
     return trainer.fit(params, data, options.steps, key, aux=aux, resume=options.resume, **stopping)
+
+
+def promote_to_data_dtype(params, data):
+    """Floating ``params`` promoted to the floating dtype of ``data``: under
+    ``jax_enable_x64`` float64 data trains float64 params (flax initialises float32 ones
+    whatever the input), float32 data leaves them as they are."""
+    floating = [
+        jnp.result_type(leaf)
+        for leaf in jax.tree_util.tree_leaves(data)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    if not floating:
+        return params
+    target = jnp.result_type(*floating)
+
+    def promote(leaf):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            return leaf
+        return jnp.asarray(leaf, jnp.promote_types(dtype, target))
+
+    return jax.tree.map(promote, params)
 
 
 def init_field_params(name: str, module, params, key, x, *cond):

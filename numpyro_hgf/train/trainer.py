@@ -52,7 +52,19 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_choice, check_finite, check_positive_int, progress_enabled
+from numpyro_hgf._checks import (
+    check_choice,
+    check_finite,
+    check_positive_float,
+    check_positive_int,
+    progress_enabled,
+)
+from numpyro_hgf.train.checkpoint import (
+    TrainCheckpointer,
+    keep_last_finite,
+    state_fingerprint,
+    training_config,
+)
 from numpyro_hgf.train.dispatch import (
     LossFn,
     NonFiniteLossError,
@@ -164,8 +176,8 @@ class Trainer:
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
-        if isinstance(optimizer, int | float):
-            optimizer = optax.adam(float(optimizer))
+        if isinstance(optimizer, int | float) and not isinstance(optimizer, bool):
+            optimizer = optax.adam(check_positive_float("optimizer", optimizer))
         if not isinstance(optimizer, optax.GradientTransformation):
             raise TypeError(
                 "optimizer: expected an optax.GradientTransformation or a learning rate, "
@@ -217,7 +229,10 @@ class Trainer:
         self.callback_every = (
             None
             if callback is None
-            else check_positive_int("callback_every", callback_every or self.steps_per_dispatch)
+            else check_positive_int(
+                "callback_every",
+                self.steps_per_dispatch if callback_every is None else callback_every,
+            )
         )
         self.throughput: dict[str, float] = {}
         self._dispatch = jax.jit(
@@ -262,14 +277,17 @@ class Trainer:
         )
         return self._place(state)
 
-    def _run(self, state: TrainState, data, num_steps: int):
+    def _run(self, state: TrainState, data, num_steps: int, previous=None):
+        """One dispatch: ``(state, losses, last_finite)``.  ``previous``: the last state with a
+        finite loss before this dispatch (the good state when its very first loss fails)."""
         start = int(state.step)
-        state, losses, first_bad = self._dispatch(state, data, jnp.asarray(num_steps))
+        state, losses, first_bad, last_finite = self._dispatch(state, data, jnp.asarray(num_steps))
         losses = np.asarray(losses[:num_steps])
         first_bad = int(first_bad)
         if first_bad >= 0:
-            raise NonFiniteLossError(start + first_bad, state, losses[:first_bad])
-        return state, losses
+            good = last_finite if first_bad > 0 else previous
+            raise NonFiniteLossError(start + first_bad, good, losses[:first_bad])
+        return state, losses, last_finite
 
     def step(self, state: TrainState, data, num_steps: int | None = None):
         """Run one dispatch (``steps_per_dispatch`` steps, or the first ``num_steps``).
@@ -282,7 +300,7 @@ class Trainer:
         state = self._place(state)
         if self.donate:
             state = _copy(state)
-        return self._run(state, self._place(data), num_steps)
+        return self._run(state, self._place(data), num_steps)[:2]
 
     def fit(
         self,
@@ -338,7 +356,8 @@ class Trainer:
                 raise ValueError("patience: early stopping needs a validation_fn, got None")
         if validation_fn is not None:
             validate_every = check_positive_int(
-                "validate_every", validate_every or self.steps_per_dispatch
+                "validate_every",
+                self.steps_per_dispatch if validate_every is None else validate_every,
             )
         state = self.init(params, key, aux) if state is None else self._place(state)
         if self.donate:
@@ -347,11 +366,11 @@ class Trainer:
 
         checkpointer = None
         if self.checkpoint_dir is not None:
-            from numpyro_hgf.train.checkpoint import TrainCheckpointer, state_fingerprint
-
             checkpointer = TrainCheckpointer(
                 self.checkpoint_dir,
-                state_fingerprint(state, self.checkpoint_description),
+                state_fingerprint(
+                    state, self.checkpoint_description, training=self._training_config(data)
+                ),
                 max_to_keep=self.keep_checkpoints,
             )
             if resume and checkpointer.latest_step() is not None:
@@ -377,6 +396,7 @@ class Trainer:
         next_validation = validate_every or 0
         done = 0
         dispatch_times: list[tuple[int, float]] = []
+        last_finite = None
         with tqdm(
             total=steps,
             desc=self.description,
@@ -393,17 +413,11 @@ class Trainer:
                         chunk = min(chunk, every - step % every)
                 tick = time.perf_counter()
                 try:
-                    state, losses = self._run(state, data, chunk)
+                    state, losses, last_finite = self._run(state, data, chunk, last_finite)
                 except NonFiniteLossError as err:
                     err.history = np.concatenate(history + [err.history])
                     if checkpointer is not None:
-                        saved = checkpointer.save(err.last_good_state)
-                        err.checkpoint_dir = checkpointer.directory
-                        err.checkpoint_step = saved
-                        err.args = (
-                            f"{err.args[0]} The last good state (step {saved}) is the newest "
-                            f"checkpoint in checkpoint_dir {str(checkpointer.directory)!r}.",
-                        )
+                        keep_last_finite(checkpointer, err)
                     raise
                 dispatch_times.append((chunk, time.perf_counter() - tick))
                 history.append(losses)
@@ -454,6 +468,9 @@ class Trainer:
             validation,
             stopped_early,
         )
+
+    def _training_config(self, data) -> dict:
+        return training_config(self.batch_size, self.precision, self.ema_decay, data)
 
     def _measure(self, dispatch_times) -> dict[str, float]:
         """Steps/s and examples/s over the dispatches after the first (compilation)."""
