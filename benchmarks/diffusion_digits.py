@@ -134,7 +134,7 @@ def main(argv=None):
     jax.block_until_ready(prior.params)
     fit_s = time.perf_counter() - t0
     if coords is None:  # a prior on [-1, 1] images, as examples/diffusion_inpainting.py expects
-        nh.save(args.out_dir / "prior", prior)
+        nh.save(args.out_dir / "prior", prior, overwrite=True)
         bpd, nfe = ode_model_bpd(prior, test_x, args.eval_batch)
         name = "VP diffusion"
     else:

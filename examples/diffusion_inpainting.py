@@ -236,7 +236,7 @@ def main(argv=None):
         prior = nh.load(args.prior)
     else:
         prior = train_prior(settings, k_train, progress=not args.smoke, data=train_z)
-        nh.save(args.out / "models" / "prior", prior)
+        nh.save(args.out / "models" / "prior", prior, overwrite=True)
     timings["train_s"] = time.perf_counter() - start
     # NUTS needs a deterministic, differentiable log_prob: exact trace, fixed-step solver
     prior = nh.distributions.DiffusionPrior(

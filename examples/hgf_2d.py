@@ -153,7 +153,7 @@ def main(argv=None) -> Path:
         )
         fit_seconds = time.perf_counter() - start
         rows[name] = transport(prior, sample_key, num_samples, num_frames, settings["solver"])
-        nh.save(args.out / "models" / name, prior)
+        nh.save(args.out / "models" / name, prior, overwrite=True)
         # test NLL in standardized coordinates (the map x / s has log-Jacobian -2 log s)
         box = isinstance(path, ReflectionPath)
         log_prob = jax.jit(lambda prior, x: prior.log_prob(x))

@@ -107,6 +107,8 @@ def demo(
 
 
 TRAIN_DATA = ("digits",)
+#: Where ``train`` writes the model inside its run folder (beside checkpoints and PNGs).
+RUN_MODEL = "model"
 
 
 @app.command()
@@ -138,7 +140,8 @@ def train(
     num_processes: int = typer.Option(None, min=1, help="Multi-host: number of processes."),
     process_id: int = typer.Option(None, min=0, help="Multi-host: this process's index."),
 ) -> None:
-    """Train an image model with a UNet; write the model (nh.load(out)), checkpoints and PNGs.
+    """Train an image model with a UNet; write the model (nh.load(out / "model")), checkpoints
+    and PNGs.
 
     Example: numpyro-hgf train --model oscillation --data digits --steps 20000
     (multi-host launch commands: docs/training.md)
@@ -210,7 +213,7 @@ def train(
     if hasattr(trained, "with_params"):
         trained = trained.with_params(jax.tree.map(np.asarray, trained.params))
     if model != "hsm":  # the HSM force on flattened images is not a saveable prior
-        nh.save(out, trained)
+        nh.save(out / RUN_MODEL, trained, overwrite=True)  # atomic; a rerun replaces it
         grid = trained.sample(jax.random.key(seed + 1), (64,))
         save_image_grid(out / "samples.png", grid, ncols=8, title=f"{data} {model}")
     from numpyro_hgf.plots import plot_loss
@@ -224,6 +227,8 @@ def train(
 def _load_model(model_dir: Path):
     import numpyro_hgf as nh
 
+    if (model_dir / RUN_MODEL / "model.json").is_file():  # a run folder of `train`
+        model_dir = model_dir / RUN_MODEL
     try:
         return nh.load(model_dir)
     except (TypeError, ValueError) as err:
@@ -329,7 +334,19 @@ def _evaluation_data(data: str, num: int, event_shape: tuple, seed: int, standar
             f"to match the model, got {x.shape} in {str(path)!r}",
             param_hint="--data",
         )
-    return np.asarray(x[:num], np.float32), None, None
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise typer.BadParameter(
+            f"expected real numbers, got dtype {x.dtype} in {str(path)!r}", param_hint="--data"
+        )
+    x = np.asarray(x[:num], np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise typer.BadParameter(
+            f"expected finite values, got {int(bad.sum())} NaN/inf entries (first at index "
+            f"{tuple(int(i) for i in np.argwhere(bad)[0])}) in {str(path)!r}",
+            param_hint="--data",
+        )
+    return x, None, None
 
 
 @app.command()

@@ -118,7 +118,7 @@ def part_hgf(config: DemoConfig, out: Path, key) -> tuple[list[str], object]:
         return_result=True,
         solver=ODESolver("rk4", nfe=config.hgf_eval_nfe),
     )
-    model_dir = io.save(out / "digits-hgf", prior)
+    model_dir = io.save(out / "digits-hgf", prior, overwrite=True)
     exact = HGFPrior(
         prior.velocity,
         prior.params,
@@ -175,7 +175,7 @@ def part_flow(config: DemoConfig, out: Path, key) -> list[str]:
     )
     test_nll = float(-jnp.mean(jax.jit(flow.log_prob)(test)))
     samples = flow.sample(k_sample, (5_000,))
-    model_dir = io.save(out / "two_moons-flow", flow)
+    model_dir = io.save(out / "two_moons-flow", flow, overwrite=True)
     density_png = plots.plot_density_2d(
         out / "two_moons_density.png",
         flow.log_prob,

@@ -3,8 +3,9 @@
 A saved model is a directory::
 
     path/
-      model.json      {"format": "numpyro_hgf", "format_version": 1, "kind": ...,
-                       "package_version": ..., "config": {...}, "param_shapes": {...}}
+      model.json      {"format": "numpyro_hgf", "format_version": 1, "kind": ..., "module": ...,
+                       "package_version": ..., "config": {...}, "param_shapes": {...},
+                       "params_sha256": ...}
       params.msgpack  the params pytree (flax.serialization, msgpack)
 
 A model class takes part by being *saveable*:
@@ -16,15 +17,29 @@ A model class takes part by being *saveable*:
 and by registering itself with :func:`register_model` under a ``kind`` name.  This module
 knows no model module: the registry fills as model classes are defined, ``save`` writes the
 module that defines the class into ``model.json``, and ``load`` imports that module (only
-modules of this package) before it looks the kind up.  Loading rebuilds the architecture
-from the config, then restores the params into the template's structure, so a mismatch (a
-file edited by hand, an incompatible version) is an error, never a silently wrong model.
+modules of this package) before it looks the kind up.
+
+**Atomic.** :func:`save` writes both files into a temporary folder beside ``path``, flushes
+them to disk and renames the folder into place, so a process killed at any moment leaves
+either the previous model or the new one, never the config of one with the params of the
+other.  Replacing an existing model (``overwrite=True``) moves it aside first and removes it
+once the new one is in place; :func:`load` finishes an overwrite that was interrupted
+between the two renames.
+
+**Verified.** ``model.json`` records the SHA-256 of ``params.msgpack``; :func:`load` checks it,
+rebuilds the architecture from the config and restores the params into the template's
+structure, so a flipped byte, a hand-edited file or an incompatible version is a
+``ValueError`` naming the path, never a silently wrong model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,17 +81,65 @@ def _param_shapes(params) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(leaf)) for path, leaf in flat}
 
 
-def save(path, model: Saveable) -> Path:
-    """Write ``model`` to the directory ``path`` (created if needed); returns the path."""
+def _backup_of(path: Path) -> Path:
+    """Where an overwrite parks the previous model while the new one is renamed in."""
+    return path.with_name(f".{path.name}.previous")
+
+
+def _write_synced(file: Path, data: bytes) -> None:
+    with open(file, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _check_target(path: Path, overwrite: bool) -> bool:
+    """Whether ``path`` holds a model to replace; ``ValueError`` where saving would clobber."""
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise ValueError(f"path: expected a directory for the model, got the file {str(path)!r}")
+    entries = {entry.name for entry in path.iterdir()}
+    if not entries:
+        path.rmdir()
+        return False
+    if _METADATA not in entries:
+        raise ValueError(
+            f"path: {str(path)!r} is a directory holding other files ({sorted(entries)[:3]}); "
+            "save a model into a new or empty directory"
+        )
+    if not overwrite:
+        raise ValueError(
+            f"path: {str(path)!r} already holds a saved model; pass overwrite=True to replace it"
+        )
+    return True
+
+
+def save(path, model: Saveable, *, overwrite: bool = False) -> Path:
+    """Write ``model`` to the directory ``path`` atomically; returns the path.
+
+    Args:
+        path: the model directory; it must not exist, be empty, or (with ``overwrite=True``)
+            hold a model written by :func:`save`.
+        model: a saveable model (a flow, prior, energy model, RBM, ...).
+        overwrite: replace a model already saved at ``path``.
+
+    Raises:
+        TypeError: ``model`` is not saveable.
+        ValueError: ``path`` is a file, a directory of other files, or an existing model and
+            ``overwrite`` is False.
+    """
     kind = getattr(type(model), "model_kind", None)
     if kind is None or not hasattr(model, "save_config"):
         raise TypeError(
             f"model: expected a saveable numpyro_hgf model (one of {sorted(_REGISTRY)}), "
             f"got {type(model).__name__}"
         )
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite: expected a bool, got {overwrite!r}")
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     params = jax.device_get(model.params)
+    payload = serialization.to_bytes(params)
     metadata = {
         "format": "numpyro_hgf",
         "format_version": FORMAT_VERSION,
@@ -85,32 +148,43 @@ def save(path, model: Saveable) -> Path:
         "module": type(model).__module__,
         "config": model.save_config(),
         "param_shapes": _param_shapes(params),
+        "params_sha256": hashlib.sha256(payload).hexdigest(),
     }
-    (path / _PARAMS).write_bytes(serialization.to_bytes(params))
-    (path / _METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    text = json.dumps(metadata, indent=2, sort_keys=True)
+    replace = _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.saving-{uuid.uuid4().hex[:12]}")
+    staging.mkdir()
+    try:
+        _write_synced(staging / _PARAMS, payload)
+        _write_synced(staging / _METADATA, text.encode())
+        backup = _backup_of(path)
+        if replace:
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.rename(path, backup)
+        os.rename(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if replace:
+        shutil.rmtree(backup, ignore_errors=True)
     return path
 
 
-def load(path):
-    """Read a model written by :func:`save`.
-
-    Raises:
-        ValueError: ``path`` is not a saved model, was written by an incompatible
-            format version, names an unknown kind, or its params do not fit the config.
-    """
-    path = Path(path)
+def _read_metadata(path: Path) -> dict:
     meta_file = path / _METADATA
-    if not path.is_dir() or not meta_file.is_file() or not (path / _PARAMS).is_file():
-        raise ValueError(
-            f"path: expected a directory written by numpyro_hgf.save (with {_METADATA} and "
-            f"{_PARAMS}), got {str(path)!r}"
-        )
     try:
-        metadata = json.loads(meta_file.read_text())
+        metadata = json.loads(meta_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"path: {str(meta_file)!r} is not UTF-8 text ({err})") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"path: {meta_file} is not valid JSON ({err})") from None
-    if metadata.get("format") != "numpyro_hgf":
-        raise ValueError(f"path: {meta_file} does not describe a numpyro_hgf model")
+        raise ValueError(f"path: {str(meta_file)!r} is not valid JSON ({err})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != "numpyro_hgf":
+        raise ValueError(
+            f"path: {str(meta_file)!r} does not describe a numpyro_hgf model (expected a JSON "
+            f"object with format 'numpyro_hgf', got {type(metadata).__name__})"
+        )
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -118,15 +192,53 @@ def load(path):
             f"(written by numpyro_hgf {metadata.get('package_version', '?')}); "
             "re-save it with a compatible version"
         )
+    if not isinstance(metadata.get("config"), dict):
+        raise ValueError(
+            f"path: {str(meta_file)!r} has no 'config' object (got "
+            f"{type(metadata.get('config')).__name__}); the file was edited or truncated"
+        )
+    return metadata
+
+
+def load(path):
+    """Read a model written by :func:`save`.
+
+    Raises:
+        ValueError: ``path`` is not a saved model, was written by an incompatible format
+            version, names an unknown kind, has a config its kind cannot build, or its params
+            do not match their checksum or the config.
+    """
+    path = Path(path)
+    backup = _backup_of(path)
+    if not path.exists() and (backup / _METADATA).is_file():
+        os.rename(backup, path)  # an overwrite stopped between its two renames
+    if not path.is_dir() or not (path / _METADATA).is_file() or not (path / _PARAMS).is_file():
+        raise ValueError(
+            f"path: expected a directory written by numpyro_hgf.save (with {_METADATA} and "
+            f"{_PARAMS}), got {str(path)!r}"
+        )
+    metadata = _read_metadata(path)
     _import_model_module(metadata.get("module"))
     kind = metadata.get("kind")
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise ValueError(f"path: unknown model kind {kind!r}; known kinds: {sorted(_REGISTRY)}")
-    template = _REGISTRY[kind].from_config(metadata["config"])
     raw = (path / _PARAMS).read_bytes()
+    checksum = metadata.get("params_sha256")
+    if checksum is not None and hashlib.sha256(raw).hexdigest() != checksum:
+        raise ValueError(
+            f"path: {str(path / _PARAMS)!r} does not match the checksum in {_METADATA} "
+            "(the file is corrupt or belongs to another model)"
+        )
+    try:
+        template = _REGISTRY[kind].from_config(metadata["config"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise ValueError(
+            f"path: the config in {str(path / _METADATA)!r} cannot build a {kind!r} model "
+            f"({type(err).__name__}: {err})"
+        ) from None
     try:
         params = serialization.from_bytes(template.params, raw)
-    except (ValueError, KeyError, TypeError) as err:
+    except Exception as err:  # msgpack raises its own exception types on corrupt bytes
         raise ValueError(f"path: params in {path} do not fit the saved config: {err}") from None
     expected, got = _param_shapes(template.params), _param_shapes(params)
     if expected != got:

@@ -124,6 +124,35 @@ def test_evaluate_misuse_on_a_saved_model(flow_demo, tmp_path):
         assert len(lines) == 1 and needle in lines[0], result.output
 
 
+def test_evaluate_and_sample_on_bad_data_or_a_corrupt_model_give_one_line(flow_demo, tmp_path):
+    import shutil
+
+    model = flow_demo[0] / "two_moons-flow"
+    bad = np.zeros((10, 2), np.float32)
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "text.npy", np.array([["a", "b"]] * 4))
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "model.json").write_bytes(b"\xff\xfe not json")
+    listed = tmp_path / "listed"
+    shutil.copytree(model, listed)
+    (listed / "model.json").write_text("[1, 2]")
+    cases = [
+        (["evaluate", "--model", str(model), "--data", str(tmp_path / "nan.npy")], "NaN/inf"),
+        (["evaluate", "--model", str(model), "--data", str(tmp_path / "text.npy")], "dtype"),
+        (["evaluate", "--model", str(broken), "--data", "two_moons"], "not UTF-8"),
+        (["sample", "--model", str(broken), "--out", str(tmp_path)], "not UTF-8"),
+        (["sample", "--model", str(listed), "--out", str(tmp_path)], "numpyro_hgf model"),
+    ]
+    for args, needle in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+        assert needle in lines[0], (needle, lines[0])
+
+
 @pytest.mark.slow
 def test_demo_quick_runs_every_part(tmp_path):
     """``demo --quick``: all four parts end to end (a few minutes on a loaded 2-core CPU)."""
