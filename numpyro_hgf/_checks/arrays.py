@@ -249,3 +249,17 @@ def check_finite_tree(name: str, tree) -> None:
     for leaf in jax.tree.leaves(tree):
         if hasattr(leaf, "dtype") and np.issubdtype(np.dtype(leaf.dtype), np.inexact):
             check_finite(name, leaf)
+
+
+def check_real_array(name: str, x, *, integers: bool = True) -> jax.Array:
+    """``x`` as a JAX array of real numbers: floats (and, with ``integers``, ints and bools
+    cast to the default float dtype); strings, objects and complex numbers are a
+    ``TypeError`` naming ``name`` before JAX sees them."""
+    arr = x if hasattr(x, "dtype") else np.asarray(x)
+    dtype = np.dtype(arr.dtype)
+    if np.issubdtype(dtype, np.floating):
+        return jnp.asarray(arr)
+    if integers and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
+        return jnp.asarray(arr, jnp.result_type(float))
+    wanted = "real numbers (a float, int or bool array)" if integers else "a floating-point array"
+    raise TypeError(f"{name}: expected {wanted}, got {describe(arr)}")

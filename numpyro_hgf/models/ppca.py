@@ -30,6 +30,7 @@ from numpyro.distributions import constraints
 from numpyro.infer import Trace_ELBO
 
 from numpyro_hgf._checks import check_finite, check_positive_int
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.guides.amortized import AmortizedNormalGuide
 from numpyro_hgf.models.svi import adam_cosine
 from numpyro_hgf.models.svi import fit_svi as _fit_svi
@@ -53,7 +54,7 @@ class PPCAParams(NamedTuple):
 
 
 def _check_data(y, latent_dim=None) -> jax.Array:
-    y = jnp.asarray(y)
+    y = check_real_array("y", y)
     if y.ndim != 2:
         raise ValueError(f"y: expected an array of shape (n, d), got shape {y.shape}")
     check_finite("y", y)

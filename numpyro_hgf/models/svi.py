@@ -23,6 +23,7 @@ import optax
 from numpyro.infer import SVI, Trace_ELBO
 
 from numpyro_hgf._checks import check_key
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
 from numpyro_hgf.train.trainer import TrainResult
@@ -58,7 +59,11 @@ class SVIFit(NamedTuple):
 def _check_data(data) -> tuple:
     if not isinstance(data, tuple) or not data:
         raise TypeError(f"data: expected a non-empty tuple of arrays, got {type(data).__name__}")
-    data = tuple(jnp.asarray(a) for a in data)
+    data = tuple(
+        a if hasattr(a, "dtype") and np.issubdtype(np.dtype(a.dtype), np.integer)
+        else check_real_array(f"data[{i}]", a)
+        for i, a in enumerate(data)
+    )  # fmt: skip
     sizes = {a.shape[0] if a.ndim else -1 for a in data}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError(f"data: expected arrays sharing a leading axis, got {sorted(sizes)}")

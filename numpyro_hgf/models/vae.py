@@ -48,6 +48,7 @@ from numpyro_hgf._checks import (
     check_nonnegative_float,
     check_positive_int,
 )
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.distributions.dequantized import DequantizedCategorical
 from numpyro_hgf.guides.amortized import AmortizedNormalGuide
 from numpyro_hgf.models.svi import adam_cosine, fit_svi
@@ -148,7 +149,7 @@ def _recipe_with_weight_decay(weight_decay: float) -> Recipe:
 
 
 def _check_data(name, x, likelihood, num_levels):
-    x = jnp.asarray(x)
+    x = check_real_array(name, x)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected an array of shape (n, D), got shape {x.shape}")
     check_finite(name, x)

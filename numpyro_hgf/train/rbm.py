@@ -54,7 +54,13 @@ BOLTZMANN_EXACT_RECIPE = Recipe(steps=1_000, learning_rate=0.05, clip_norm=None)
 
 
 def check_rbm_data(name: str, data, num_visible: int | None = None):
-    """``(n, V)`` binary data as float32 (images must be flattened first)."""
+    """``(n, V)`` binary data as the default float dtype (images must be flattened first)."""
+    if not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    if not (np.issubdtype(np.dtype(data.dtype), np.number) or data.dtype == bool):
+        raise TypeError(f"{name}: expected a numeric array of 0s and 1s, got {describe(data)}")
+    if np.issubdtype(np.dtype(data.dtype), np.complexfloating):
+        raise TypeError(f"{name}: expected real 0s and 1s, got {describe(data)}")
     data = jnp.asarray(data)
     if data.ndim != 2:
         hint = (
@@ -73,7 +79,7 @@ def check_rbm_data(name: str, data, num_visible: int | None = None):
             f"{name}: expected {num_visible} visible units per example, got shape {data.shape}"
         )
     check_binary(name, data)
-    return data.astype(jnp.float32)
+    return data.astype(jnp.result_type(float))
 
 
 def _initial_rbm_params(data, num_hidden, init_scale, init_visible_bias, key, rbm):
@@ -170,6 +176,7 @@ def fit_rbm(
     check_choice("init_visible_bias", init_visible_bias, ("data", "zero"))
     init_scale = check_nonnegative_float("init_scale", init_scale)
     data = check_rbm_data("data", data)
+    num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
     n, V = data.shape
     if epochs is not None and "steps" in train_options:
         raise ValueError(
@@ -254,6 +261,7 @@ def fit_boltzmann_exact(
             f"{EXACT_MAX_UNITS}, got d={d}"
         )
     check_spins("data", data)
+    num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
     key = jax.random.key(0) if key is None else check_key("key", key)
     options = resolve_options(options, train_options, BOLTZMANN_EXACT_RECIPE)
     l2 = check_nonnegative_float("l2", l2)
