@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-x64 test-slow lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --x64 --durations=5
+
+test-x64: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --x64 --durations=15
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow --durations=15
