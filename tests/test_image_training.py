@@ -34,6 +34,11 @@ def test_fit_images_rejects_bad_input_before_training():
         (["--model", "oscillation", "--data", "cifar"], "expected one of digits, got 'cifar'"),
         (["--model", "oscillation", "--devices", "gpu"], "expected 'all' or a number"),
         (["--model", "oscillation", "--channels", "8,x"], "expected comma-separated integers"),
+        (["--model", "oscillation", "--learning-rate", "-1"], "learning_rate: expected a positive"),
+        (
+            ["--model", "oscillation", "--learning-rate", "nan"],
+            "learning_rate: expected a positive",
+        ),
     ],
 )
 def test_train_command_rejects_bad_options(args, message):

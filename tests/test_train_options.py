@@ -288,3 +288,61 @@ def test_nlme_fit_svi_trains_in_the_leg_precision():
     leaves = _float_leaves(res.params)
     assert leaves and all(leaf.dtype == jnp.float64 for leaf in leaves)
     assert np.all(np.isfinite(res.losses))
+
+
+# -- bad data and trainer-specific options fail before anything is traced ---------------------
+BAD_DATA = [
+    (np.zeros((0, 2), np.float32), ValueError, "data: expected at least 1 row"),
+    (np.zeros((8, 0), np.float32), ValueError, "data: expected a non-empty event shape"),
+    (np.array([["a", "b"]] * 8), TypeError, "data: expected a floating-point array"),
+    (np.ones((8, 2)) * 1j, TypeError, "data: expected a floating-point array"),
+    (np.ones((8, 2), int), TypeError, "data: expected a floating-point array"),
+]
+
+
+@pytest.mark.parametrize(("data", "error", "pattern"), BAD_DATA)
+def test_bad_data_fails_early_naming_data(data, error, pattern):
+    start = time.perf_counter()
+    with pytest.raises(error, match=pattern):
+        nh.train.fit_flow("realnvp", data, key=KEY, steps=2, progress=False)
+    with pytest.raises(error, match=pattern):
+        nh.train.fit_velocity(nh.paths.FlowMatchingPath(), data, key=KEY, steps=2)
+    assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"),
+    [
+        (lambda: nh.train.fit_rbm(np.array([["a"]] * 8), 2, key=KEY), TypeError, "^data: "),
+        (lambda: nh.train.fit_rbm(np.ones((8, 2)) * 1j, 2, key=KEY), TypeError, "^data: "),
+        (lambda: ppca.fit_svi(np.array([["a", "b"]] * 8), 1, key=KEY), TypeError, "^y: "),
+        (lambda: vae.fit(np.ones((8, 2)) * 1j, latent_dim=1, key=KEY), TypeError, "^x: "),
+        (
+            lambda: nh.train.fit_rbm(np.ones((8, 2)), 2, num_gibbs_steps=0, key=KEY),
+            ValueError,
+            "num_gibbs_steps: expected a positive integer",
+        ),
+        (
+            lambda: nh.train.fit_hsm(jnp.ones((8, 2)), velocity_learning_rate=-1.0, key=KEY),
+            ValueError,
+            "^velocity_learning_rate: ",
+        ),
+        (
+            lambda: nh.train.fit_diffusion(
+                nh.paths.VPSDE(), jnp.ones((8, 2)), sampler="euler", key=KEY
+            ),
+            ValueError,
+            "^sampler: expected one of",
+        ),  # fmt: skip
+        (
+            lambda: nh.train.fit_images("oscillation", jnp.zeros((8, 7, 7, 1)), key=KEY),
+            ValueError,
+            "^images: expected images whose height and width are multiples of 2",
+        ),
+    ],
+)
+def test_trainer_specific_bad_input_fails_early_naming_the_argument(call, error, pattern):
+    start = time.perf_counter()
+    with pytest.raises(error, match=pattern):
+        call()
+    assert time.perf_counter() - start < 5.0  # nothing was compiled
