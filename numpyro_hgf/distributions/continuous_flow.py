@@ -21,6 +21,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import check_choice, check_event_shape, check_positive_int
+from numpyro_hgf.flows.ode_map import ODEMapTransform
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.config import module_config, module_from_config
 from numpyro_hgf.paths.base import path_from_config
@@ -99,6 +100,19 @@ def _jit_log_prob(flow, flat, solver):
 
 
 @partial(jax.jit, static_argnums=(2, 3))
+def _jit_map(flow, flat, solver, direction):
+    """The ODE map on a flat batch: ``"forward"`` (z -> x), ``"inverse"`` (x -> z), or
+    ``"log_det"`` (``log |det dT/dz|`` at ``z = T^{-1}(x)``, exact trace)."""
+    if direction == "forward":
+        return solve_ode(flow.field, flat, flow.t0, flow.t1, solver).value
+    if direction == "inverse":
+        return solve_ode(flow.field, flat, flow.t1, flow.t0, solver).value
+    zero = lambda z: jnp.zeros(z.shape[:1], z.dtype)
+    # log p(x) = log p_base(z) - log|det dT/dz|, so the integral alone is -log|det|
+    return -ode_log_prob(flow.field, flat, flow.t0, flow.t1, zero, solver, trace="exact").value
+
+
+@partial(jax.jit, static_argnums=(2, 3))
 def _jit_sample(flow, key, sample_shape, solver):
     z = flow.base.sample(key, sample_shape)
     flat, batch_shape = _flatten_batch(z, flow.event_shape)
@@ -133,6 +147,18 @@ class ContinuousFlow(dist.Distribution):
     ``log_prob`` is differentiable in the value and the params (diffrax adjoint), so the
     flow works as a prior under NUTS and SVI, and ``fit_flow`` trains it by maximum
     likelihood (FFJORD); :func:`numpyro_hgf.train.fit_velocity` trains it by flow matching.
+
+    The flow exposes its bijection: :attr:`transform` is the ODE map ``z -> x`` as a NumPyro
+    ``Transform`` (:class:`~numpyro_hgf.flows.ode_map.ODEMapTransform`, solved with
+    ``solver``, its log-Jacobian from the exact trace) and :meth:`as_transformed` is
+    ``TransformedDistribution(base, transform)``, on which
+    ``numpyro.infer.reparam.TransformReparam`` samples the prior in its base (``z ~ base``,
+    ``x = T(z)`` deterministic); :func:`numpyro_hgf.infer.run_nuts` does so by default
+    (:func:`numpyro_hgf.infer.base_space`).  The flow itself is not a
+    ``TransformedDistribution`` on purpose: NumPyro flattens
+    ``TransformedDistribution(flow, t)`` into ``base`` and the flow's transforms, which
+    would swap the flow's own ``sample`` (a diffusion sampler) and ``log_prob`` (its
+    trace estimator) for the ODE map's.
     """
 
     arg_constraints = {}
@@ -177,6 +203,37 @@ class ContinuousFlow(dist.Distribution):
         self.num_probes = check_positive_int("num_probes", num_probes)
         self.probe_key = jax.random.key(0) if probe_key is None else probe_key
         super().__init__(batch_shape=(), event_shape=base.event_shape, validate_args=validate_args)
+
+    # -- the bijection -----------------------------------------------------------------------
+    @property
+    def transform(self) -> ODEMapTransform:
+        """The ODE map ``z -> x`` as a NumPyro ``Transform`` (base support -> support)."""
+        return ODEMapTransform(self)
+
+    def as_transformed(self) -> dist.TransformedDistribution:
+        """``TransformedDistribution(base, transform)``: the same prior as a NumPyro
+        transformed distribution (``numpyro.infer.reparam.TransformReparam`` samples it in
+        its base).  Its ``log_prob`` is the exact-trace density (two solves: ``inv`` and the
+        log-Jacobian); it samples with ``solver``, through the ODE map."""
+        return dist.TransformedDistribution(self.base, self.transform)
+
+    def _map(self, value, direction):
+        check_event_shape("value", value, self.event_shape)
+        flat, batch_shape = _flatten_batch(jnp.asarray(value), self.event_shape)
+        out = _jit_map(self, flat, self.solver, direction)
+        return out.reshape(batch_shape + out.shape[1:])
+
+    def map_forward(self, z):
+        """``x = T(z)``: ``z: (*batch, *event_shape)`` solved from ``t0`` to ``t1``."""
+        return self._map(z, "forward")
+
+    def map_inverse(self, x):
+        """``z = T^{-1}(x)``: solved from ``t1`` back to ``t0``."""
+        return self._map(x, "inverse")
+
+    def map_log_abs_det(self, x):
+        """``log |det dT/dz|`` at ``z = T^{-1}(x)`` (exact trace): ``(*batch,)``."""
+        return self._map(x, "log_det")
 
     @constraints.dependent_property(is_discrete=False)
     def support(self):

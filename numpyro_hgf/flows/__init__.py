@@ -25,6 +25,7 @@ from numpyro_hgf.flows.coupling import AffineCouplingTransform
 from numpyro_hgf.flows.flow import FLOW_KINDS, NormalizingFlow, build_flow, flax_flow
 from numpyro_hgf.flows.hamiltonian import HamiltonianTransform
 from numpyro_hgf.flows.hamiltonian_flow import NeuralHamiltonianFlow
+from numpyro_hgf.flows.ode_map import ODEMapTransform as ODEMapTransform
 from numpyro_hgf.flows.planar import PlanarParams, PlanarTransform, planar_inverse
 from numpyro_hgf.flows.radial import RadialParams, RadialTransform, radial_inverse
 from numpyro_hgf.flows.spline import (
