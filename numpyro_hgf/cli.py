@@ -51,8 +51,19 @@ def _bad(param_hint: str, err: Exception) -> typer.BadParameter:
 
 
 @app.callback()
-def main() -> None:
+def main(
+    compilation_cache: bool = typer.Option(
+        True,
+        "--compilation-cache/--no-compilation-cache",
+        help="Reuse compiled programs across runs (JAX's persistent cache in "
+        "~/.cache/numpyro_hgf/jax, or $NUMPYRO_HGF_CACHE_DIR).",
+    ),
+) -> None:
     """numpyro_hgf command line."""
+    if compilation_cache:
+        from numpyro_hgf.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
 
 
 @app.command()

@@ -14,7 +14,11 @@ trainer, ``run_nuts`` / ``run_hmc``, the samplers and the distributions' ``sampl
 
 import os
 
-import arviz  # noqa: F401
+# the CLI turns JAX's persistent compilation cache on; tests keep it off (and in their own
+# folder) unless a test turns it on itself (tests/test_compilation_cache.py)
+os.environ.setdefault("NUMPYRO_HGF_COMPILATION_CACHE", "0")
+
+import arviz  # noqa: E402, F401
 import jax
 
 

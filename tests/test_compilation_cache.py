@@ -1,0 +1,68 @@
+"""JAX's persistent compilation cache (numpyro_hgf.compilation_cache): a second process
+reuses the programs the first one wrote, and gives the same numbers."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from numpyro_hgf import compilation_cache
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import jax, jax.numpy as jnp
+    from numpyro_hgf.compilation_cache import enable_compilation_cache
+    folder = enable_compilation_cache(sys.argv[1], min_compile_time_secs=0.0)
+    import numpyro_hgf as nh
+    x = nh.datasets.toy2d("two_moons", 64, jax.random.key(0), standardize=True)
+    start = time.perf_counter()
+    flow = nh.train.fit_flow("realnvp", x, num_layers=1, hidden=(4,), steps=3,
+                             key=jax.random.key(1), progress=False)
+    print(json.dumps({"folder": str(folder), "seconds": time.perf_counter() - start,
+                      "log_prob": [float(v) for v in flow.log_prob(x[:3])]}))
+    """
+)
+
+
+def _run(folder, **env):
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(folder)],
+        env=dict(os.environ, JAX_PLATFORMS="cpu", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # three fresh processes, each importing and compiling (~30 s quiet)
+def test_a_second_process_reuses_the_cache_and_gives_the_same_numbers(tmp_path):
+    folder = tmp_path / "cache"
+    first = _run(folder, NUMPYRO_HGF_COMPILATION_CACHE="1")
+    entries = sorted(p.name for p in folder.iterdir())
+    assert first["folder"] == str(folder) and entries, "nothing was written to the cache"
+    second = _run(folder, NUMPYRO_HGF_COMPILATION_CACHE="1")
+    assert second["log_prob"] == first["log_prob"]  # same keys, same numbers
+    # the second process found its programs there: at most a couple of tiny ones are new
+    # (measured: 64 entries written by the first run, 1 new in the second)
+    new = set(p.name for p in folder.iterdir()) - set(entries)
+    assert len(entries) >= 10 and len(new) <= 3, (len(entries), sorted(new))
+    off = _run(tmp_path / "unused", NUMPYRO_HGF_COMPILATION_CACHE="0")
+    assert off["folder"] == "None" and not (tmp_path / "unused").exists()
+    assert off["log_prob"] == first["log_prob"]
+
+
+def test_folder_and_switch_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMPYRO_HGF_COMPILATION_CACHE", "off")
+    assert compilation_cache.enable_compilation_cache(tmp_path / "c") is None
+    assert not (tmp_path / "c").exists()
+    monkeypatch.delenv("NUMPYRO_HGF_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache.default_cache_dir() == tmp_path / "xdg" / "numpyro_hgf" / "jax"
+    monkeypatch.setenv("NUMPYRO_HGF_CACHE_DIR", str(tmp_path / "mine"))
+    assert compilation_cache.default_cache_dir() == tmp_path / "mine"
