@@ -5,10 +5,14 @@
 * :func:`force_field_hmc`, :func:`force_field_langevin` -- BlackJAX-style kernels whose
   dynamics use a learned force field (``numpyro_hgf.infer.force_field``);
 * :class:`LearnedForceHMC` -- the same as a NumPyro ``MCMCKernel``
-  (``numpyro_hgf.infer.kernel``), for ``numpyro.infer.MCMC``.
+  (``numpyro_hgf.infer.kernel``), for ``numpyro.infer.MCMC``;
+* :func:`base_space` -- a model whose learned bijective priors are sampled in their base
+  (what ``run_nuts`` / ``run_hmc`` do by default; for ``numpyro.infer.MCMC`` too);
+* :func:`warn_diagnostics` -- R-hat / bulk-ESS / divergence warnings (``SamplingWarning``).
 """
 
 from numpyro_hgf.infer.blackjax_bridge import run_hmc, run_nuts
+from numpyro_hgf.infer.diagnostics import SamplingWarning, diagnostics, warn_diagnostics
 from numpyro_hgf.infer.force_field import (
     ForceFieldHMCInfo,
     ForceFieldLangevinInfo,
@@ -17,8 +21,14 @@ from numpyro_hgf.infer.force_field import (
     force_field_langevin,
 )
 from numpyro_hgf.infer.kernel import LearnedForceHMC, LearnedForceHMCState
+from numpyro_hgf.infer.programs import BaseSpaceReparam, base_space
 
 __all__ = [
+    "BaseSpaceReparam",
+    "SamplingWarning",
+    "base_space",
+    "diagnostics",
+    "warn_diagnostics",
     "ForceFieldHMCInfo",
     "ForceFieldLangevinInfo",
     "ForceFieldState",

@@ -15,6 +15,14 @@ learned-prior site ``x`` and autodiff for the rest of the model, and the Metropo
 uses the exact model log density unless ``adjusted=False`` (then the result is flagged
 unadjusted in ``sample_stats["is_adjusted"]`` and in ``attrs``).
 
+Learned bijective priors (``ContinuousFlow``, ``HGFPrior``, ``DiffusionPrior``,
+``NormalizingFlow``) are sampled in their base by default (``base_space=True``,
+:func:`numpyro_hgf.infer.programs.base_space`): ``z ~ base``, ``x = T(z)`` a deterministic
+site, the same likelihood on ``x``; exact by the change of variables, with no trace
+estimator in the potential.  The posterior holds ``x`` (and ``z`` as ``{name}_base`` with
+``return_base=True``).  After sampling, R-hat, bulk ESS and divergences are checked
+(:mod:`numpyro_hgf.infer.diagnostics`; ``diagnostics_warn=False`` silences the warnings).
+
 Compiled samplers and the model's trace are cached per (model, static arguments, shapes and
 dtypes of the array arguments, settings): array arguments are passed as data, so a second call
 with new data of the same shapes neither re-traces the model nor recompiles, and data of
@@ -25,6 +33,7 @@ cached (their values are frozen at trace time).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -35,9 +44,10 @@ from tqdm.auto import tqdm
 
 from numpyro_hgf._checks import check_positive_float, check_positive_int, progress_enabled
 from numpyro_hgf.infer import adaptation
+from numpyro_hgf.infer.diagnostics import warn_diagnostics
 from numpyro_hgf.infer.inference_data import inference_data
 from numpyro_hgf.infer.potential import diagnose_initial_point
-from numpyro_hgf.infer.programs import prepared, split_keys
+from numpyro_hgf.infer.programs import hutchinson_sites, prepared, split_keys
 
 __all__ = ["run_nuts", "run_hmc"]
 
@@ -128,8 +138,10 @@ def _sample_phases(kind, carry, dynamic, keys, programs, *, num_warmup, num_samp
 
 
 def _collect(kind, warmup_counts, draws, stats, observed, *, num_warmup, num_samples,
-             adjusted, forces):  # fmt: skip
-    """The chunks of draws and statistics as ``arviz.InferenceData``."""
+             adjusted, forces, drop=()):  # fmt: skip
+    """The chunks of draws and statistics as ``arviz.InferenceData`` (without the
+    posterior sites named in ``drop``)."""
+    draws = [{k: v for k, v in d.items() if k not in drop} for d in draws]
 
     def stack(parts, length):
         # chunks of (draw, chain, ...) -> (chain, draw, ...), padding dropped
@@ -174,6 +186,9 @@ def _run(
     adjusted=True,
     init_strategy=init_to_uniform,
     progress=None,
+    base_space=True,
+    return_base=False,
+    diagnostics_warn=True,
 ):
     num_warmup, num_samples, num_chains = _check_counts(num_warmup, num_samples, num_chains)
     if not 0.0 < float(target_accept) < 1.0:
@@ -227,10 +242,12 @@ def _run(
         "forces": forces,
         "adjusted": bool(adjusted),
         "init_strategy": init_strategy,
+        "base_space": bool(base_space),
     }
     mp, (init_fn, warmup_fn, sample_fn, whole_fn) = prepared(
         model, args, kwargs, key_trace, rebuild, signature, spec
     )
+    _warn_hutchinson(mp)
 
     dim = sum(int(np.size(v)) for v in mp.prototype.values())
     dtype = np.dtype(jnp.result_type(*jax.tree.leaves(mp.prototype), float))
@@ -257,10 +274,28 @@ def _run(
         adapt=adapt, single=single, chunk=chunk, show=show,
     )  # fmt: skip
 
-    return _collect(
+    drop = () if return_base else {f"{name}_base" for name in mp.base_sites}
+    idata = _collect(
         kind, warmup_counts, draws, stats, observed, num_warmup=num_warmup,
-        num_samples=num_samples, adjusted=adjusted, forces=forces,
+        num_samples=num_samples, adjusted=adjusted, forces=forces, drop=drop,
     )  # fmt: skip
+    if diagnostics_warn:
+        warn_diagnostics(idata, sampler=f"run_{kind}")
+    return idata
+
+
+def _warn_hutchinson(mp):
+    """x-space sampling of a density whose trace is a fixed-probe Hutchinson estimate."""
+    sites = hutchinson_sites(mp.trace)
+    if sites:
+        warnings.warn(
+            f"run_nuts/run_hmc: the latent site(s) {sites} are sampled in x space with a "
+            "fixed-probe Hutchinson trace in their log_prob: that density is one random draw "
+            "of an unbiased estimator of log p, not log p, so the posterior is biased. Use "
+            "base_space=True (the default; exact, no trace estimator) or trace='exact'.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def run_nuts(
@@ -275,6 +310,9 @@ def run_nuts(
     dense_mass: bool = False,
     init_strategy=init_to_uniform,
     progress: bool | None = None,
+    base_space: bool = True,
+    return_base: bool = False,
+    diagnostics_warn: bool = True,
     **model_kwargs,
 ):
     """BlackJAX NUTS on a NumPyro model; returns ``arviz.InferenceData``.
@@ -299,6 +337,15 @@ def run_nuts(
         dense_mass: adapt a dense instead of a diagonal mass matrix.
         init_strategy: a ``numpyro.infer.initialization`` strategy.
         progress: progress bar (``None``: on unless ``NUMPYRO_HGF_PROGRESS=0``).
+        base_space: sample every latent site drawn from a bijective learned prior
+            (``ContinuousFlow``, ``HGFPrior``, ``DiffusionPrior``, ``NormalizingFlow``) in
+            its base: ``z ~ base`` at ``{name}_base``, ``x = T(z)`` deterministic at
+            ``name`` (:func:`numpyro_hgf.infer.programs.base_space`).  ``False``: x space
+            (a prior whose ``log_prob`` uses a fixed-probe Hutchinson trace then warns:
+            its posterior is biased).
+        return_base: keep the base draws ``{name}_base`` in ``posterior``.
+        diagnostics_warn: warn when a split R-hat exceeds 1.01, a bulk ESS is below 100 per
+            chain, or a transition diverged (:mod:`numpyro_hgf.infer.diagnostics`).
 
     Returns:
         ``arviz.InferenceData`` with ``posterior`` (constrained latent values and
@@ -327,6 +374,9 @@ def run_nuts(
         dense_mass=dense_mass,
         init_strategy=init_strategy,
         progress=progress,
+        base_space=base_space,
+        return_base=return_base,
+        diagnostics_warn=diagnostics_warn,
     )
 
 
@@ -346,6 +396,9 @@ def run_hmc(
     adjusted: bool = True,
     init_strategy=init_to_uniform,
     progress: bool | None = None,
+    base_space: bool = True,
+    return_base: bool = False,
+    diagnostics_warn: bool = True,
     **model_kwargs,
 ):
     """Static-trajectory HMC on a NumPyro model, optionally with learned forces.
@@ -362,6 +415,8 @@ def run_hmc(
     Args:
         step_size, inverse_mass_matrix: fixed values used when there is no adaptation
             (``num_warmup=0`` or ``adjusted=False``); ignored otherwise.
+        base_space, return_base, diagnostics_warn: as for :func:`run_nuts` (the sites of
+            ``forces`` stay in x space).
 
     Returns:
         ``arviz.InferenceData`` as :func:`run_nuts` (without ``tree_depth``; with
@@ -386,4 +441,7 @@ def run_hmc(
         adjusted=adjusted,
         init_strategy=init_strategy,
         progress=progress,
+        base_space=base_space,
+        return_base=return_base,
+        diagnostics_warn=diagnostics_warn,
     )

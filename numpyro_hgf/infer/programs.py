@@ -5,6 +5,14 @@ ModelPotential` of a model and the jitted programs that :func:`numpyro_hgf.infer
 and :func:`numpyro_hgf.infer.run_hmc` dispatch.  The cache key is the model, the static
 arguments with the shapes and dtypes of the array arguments, and the sampler settings, so a
 second call with new data of the same shapes neither re-traces the model nor recompiles.
+
+:func:`base_space` is the reparameterisation both samplers apply by default: every latent
+site drawn from a bijective learned prior (an ODE model -- ``ContinuousFlow``, ``HGFPrior``,
+``DiffusionPrior`` -- or a ``NormalizingFlow``) is sampled in its base, ``z ~ base`` at the
+site ``{name}_base``, with ``x = T(z)`` recorded as the deterministic site ``name``
+(NumPyro's ``TransformReparam`` on the prior's ``TransformedDistribution``).  The likelihood
+sees the same ``x``, and the change of variables makes the posterior of ``x`` exactly the
+x-space one; no trace estimator enters the potential.
 """
 
 from __future__ import annotations
@@ -13,13 +21,84 @@ import functools
 from collections import OrderedDict
 
 import jax
+import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer.reparam import Reparam, TransformReparam
 
+from numpyro_hgf.distributions.continuous_flow import ContinuousFlow
+from numpyro_hgf.flows.flow import NormalizingFlow
 from numpyro_hgf.infer import adaptation
 from numpyro_hgf.infer import force_field as ff
 from numpyro_hgf.infer.potential import model_potential
 
-__all__ = ["prepared", "split_keys"]
+__all__ = ["BaseSpaceReparam", "base_space", "learned_prior_of", "prepared", "split_keys"]
+
+
+# -- sampling learned priors in their base ---------------------------------------------------
+def learned_prior_of(fn):
+    """The bijective learned prior inside ``fn`` (bare, or under ``expand`` / ``to_event``
+    wrappers, as plates leave it), or ``None``."""
+    while isinstance(fn, dist.ExpandedDistribution | dist.Independent):
+        fn = fn.base_dist
+    return fn if isinstance(fn, ContinuousFlow | NormalizingFlow) else None
+
+
+def _as_transformed(fn):
+    if isinstance(fn, dist.ExpandedDistribution):
+        return _as_transformed(fn.base_dist).expand(fn.batch_shape)
+    if isinstance(fn, dist.Independent):
+        return _as_transformed(fn.base_dist).to_event(fn.reinterpreted_batch_ndims)
+    return fn.as_transformed() if isinstance(fn, ContinuousFlow) else fn
+
+
+class BaseSpaceReparam(Reparam):
+    """``TransformReparam`` on a learned prior's ``TransformedDistribution``: ``z ~ base``
+    at ``{name}_base``, ``x = T(z)`` deterministic at ``name``."""
+
+    def __call__(self, name, fn, obs):
+        return TransformReparam()(name, _as_transformed(fn), obs)
+
+
+class _BaseSpaceConfig:
+    """The ``config`` of ``numpyro.handlers.reparam``: :class:`BaseSpaceReparam` for the
+    latent sites drawn from a learned bijective prior, except ``exclude``; records them."""
+
+    def __init__(self, exclude=()):
+        self.exclude = frozenset(exclude)
+        self.sites: set[str] = set()
+
+    def __call__(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"] or msg["name"] in self.exclude:
+            return None
+        if learned_prior_of(msg["fn"]) is None:
+            return None
+        self.sites.add(msg["name"])
+        return BaseSpaceReparam()
+
+
+def base_space(model, exclude=()):
+    """``model`` with every latent learned-prior site sampled in its base.
+
+    For NumPyro's own samplers: ``MCMC(NUTS(nh.infer.base_space(model)))`` samples
+    ``z ~ base`` at ``{name}_base`` with ``x = T(z)`` the deterministic site ``name``
+    (``numpyro.infer.reparam.TransformReparam`` on ``prior.as_transformed()``).  ``exclude``:
+    site names to leave in x space.  The returned handler has ``.config.sites``, the names
+    reparameterised so far (filled when the model runs).
+    """
+    return handlers.reparam(model, config=_BaseSpaceConfig(exclude))
+
+
+def hutchinson_sites(model_trace) -> list[str]:
+    """Latent sites whose density uses a fixed-probe Hutchinson trace."""
+    out = []
+    for name, site in model_trace.items():
+        if site["type"] == "sample" and not site["is_observed"]:
+            prior = learned_prior_of(site["fn"])
+            if isinstance(prior, ContinuousFlow) and prior.trace == "hutchinson":
+                out.append(name)
+    return out
+
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 32
@@ -166,7 +245,9 @@ def prepared(model, args, kwargs, key, rebuild, signature, spec):
     """``(ModelPotential, (init, warmup, sample, whole))`` for this model, argument
     signature and spec: from the cache when possible, so that a repeated call neither
     re-traces the model nor recompiles (models with ``numpyro.param`` sites are not cached:
-    their values are frozen at trace time)."""
+    their values are frozen at trace time).  With ``spec["base_space"]`` the model is
+    :func:`base_space` of itself (the learned priors of ``forces`` stay in x space), and
+    ``mp.base_sites`` names the sites sampled in their base."""
     cache_key = None
     if signature is not None:
         cache_key = (model, signature, tuple(sorted((k, _hashable(v)) for k, v in spec.items())))
@@ -176,9 +257,15 @@ def prepared(model, args, kwargs, key, rebuild, signature, spec):
             cache_key = None
     hit = _CACHE.pop(cache_key, None) if cache_key is not None else None
     if hit is None:
+        sites = frozenset()
+        if spec.get("base_space"):
+            model = base_space(model, exclude=spec["forces"] or ())
         mp = model_potential(
             model, args, kwargs, key, init_strategy=spec["init_strategy"], forces=spec["forces"]
         )
+        if spec.get("base_space"):
+            sites = frozenset(model.config.sites)
+        mp.base_sites = sites
         hit = (mp, _build_functions(mp, rebuild, spec))
         if cache_key is None or mp.has_params:
             return hit
