@@ -14,8 +14,8 @@ Four parts, each timed, each writing its PNGs into ``runs/demo/`` and a section 
    against the entropy floor (:data:`~numpyro_hgf.datasets.TWO_MOONS_ENTROPY`, 1.830 nats).
 3. ``inpaint``: the learned digit prior inside a NumPyro model, ``x ~ prior``,
    ``y ~ N(x, sigma_y^2)`` on the observed pixels only, sampled by BlackJAX NUTS
-   (:func:`~numpyro_hgf.infer.run_nuts`); the prior's ``log_prob`` is the exact-trace ODE
-   with a cheap fixed-step solver.  PNG: observation / truth / posterior mean / posterior std.
+   (:func:`~numpyro_hgf.infer.run_nuts`) in the prior's base space (``x`` = the ODE map of
+   ``z``, a cheap fixed-step solver; no trace is needed).  PNG: observation / truth / posterior mean / posterior std.
 4. ``nlme``: the theophylline one-compartment NLME fitted by SVI
    (:func:`~numpyro_hgf.models.nlme.fit_svi`), its parameters against the published FOCE-I
    values (:data:`~numpyro_hgf.models.nlme.THEOPHYLLINE_FOCEI`) and a VPC PNG.
@@ -277,8 +277,9 @@ def part_inpaint(config: DemoConfig, out: Path, key, prior, sigma_y=0.3, fractio
         "## Masked-digit reconstruction under the learned HGF prior (BlackJAX NUTS)",
         "",
         f"- NumPyro model `x ~ HGFPrior`, `y ~ Normal(x, {sigma_y}).mask(mask)`; "
-        f"{int(m.sum())} of 64 pixels observed; prior log_prob: exact-trace ODE, RK4 with "
-        f"{config.inpaint_nfe} evaluations",
+        f"{int(m.sum())} of 64 pixels observed; NUTS runs in the prior's base space "
+        f"(z ~ base, x = the ODE map of z, RK4 with {config.inpaint_nfe} evaluations: exact "
+        "by the change of variables, no trace)",
         f"- `run_nuts`: {config.num_chains} chains x ({config.num_warmup} warmup + "
         f"{config.num_samples} draws), {grads} sampling-phase gradients, acceptance "
         f"{float(idata.sample_stats['acceptance_rate'].values.mean()):.2f}",
