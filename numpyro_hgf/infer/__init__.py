@@ -12,7 +12,11 @@
 """
 
 from numpyro_hgf.infer.blackjax_bridge import run_hmc, run_nuts
-from numpyro_hgf.infer.diagnostics import SamplingWarning, diagnostics, warn_diagnostics
+from numpyro_hgf.infer.diagnostics import (
+    SamplingWarning,
+    sampling_diagnostics,
+    warn_diagnostics,
+)
 from numpyro_hgf.infer.force_field import (
     ForceFieldHMCInfo,
     ForceFieldLangevinInfo,
@@ -27,7 +31,7 @@ __all__ = [
     "BaseSpaceReparam",
     "SamplingWarning",
     "base_space",
-    "diagnostics",
+    "sampling_diagnostics",
     "warn_diagnostics",
     "ForceFieldHMCInfo",
     "ForceFieldLangevinInfo",

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["SamplingWarning", "diagnostics", "warn_diagnostics"]
+__all__ = ["SamplingWarning", "sampling_diagnostics", "warn_diagnostics"]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
@@ -28,7 +28,7 @@ class SamplingWarning(UserWarning):
     """A convergence diagnostic failed (R-hat, bulk ESS, divergences)."""
 
 
-def diagnostics(idata) -> dict:
+def sampling_diagnostics(idata) -> dict:
     """``{"r_hat": {var: worst}, "ess_bulk": {var: worst}, "divergences": n, "chains": c,
     "draws": d}`` over the posterior's variables (each variable's worst element; elements
     that are constant across draws are skipped: their R-hat is undefined)."""
@@ -64,7 +64,7 @@ def warn_diagnostics(
 ) -> list[str]:
     """Warn (:class:`SamplingWarning`, one line each) when R-hat > ``rhat_max``, bulk ESS <
     ``ess_per_chain`` per chain, or a transition diverged; returns the messages."""
-    d = diagnostics(idata)
+    d = sampling_diagnostics(idata)
     chains, total = d["chains"], d["chains"] * d["draws"]
     messages = []
     bad = {k: v for k, v in d["r_hat"].items() if v > rhat_max}

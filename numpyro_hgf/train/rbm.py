@@ -267,10 +267,10 @@ def fit_boltzmann_exact(
     l2 = check_nonnegative_float("l2", l2)
     if options.validation is not None:
         check_spins("validation", options.validation)
-    data = data.astype(jnp.float32)
+    data = data.astype(jnp.result_type(float))  # float64 under jax_enable_x64
     S = data.T @ data / data.shape[0]
     m = jnp.mean(data, axis=0)
-    upper = jnp.triu(jnp.ones((d, d), jnp.float32), 1)
+    upper = jnp.triu(jnp.ones((d, d), data.dtype), 1)
 
     def to_model_params(p):
         Wu = p["W"] * upper
@@ -286,7 +286,7 @@ def fit_boltzmann_exact(
         mp = to_model_params(p)
         return jnp.mean(bm_energy(mp, rows)) + bm_log_normalizer_exact(mp)
 
-    init = {"W": jnp.zeros((d, d), jnp.float32), "b": jnp.arctanh(jnp.clip(m, -0.99, 0.99))}
+    init = {"W": jnp.zeros((d, d), data.dtype), "b": jnp.arctanh(jnp.clip(m, -0.99, 0.99))}
     result = fit_objective(
         loss_fn,
         init,
