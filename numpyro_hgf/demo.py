@@ -15,7 +15,8 @@ Four parts, each timed, each writing its PNGs into ``runs/demo/`` and a section 
 3. ``inpaint``: the learned digit prior inside a NumPyro model, ``x ~ prior``,
    ``y ~ N(x, sigma_y^2)`` on the observed pixels only, sampled by BlackJAX NUTS
    (:func:`~numpyro_hgf.infer.run_nuts`) in the prior's base space (``x`` = the ODE map of
-   ``z``, a cheap fixed-step solver; no trace is needed).  PNG: observation / truth / posterior mean / posterior std.
+   ``z``, a cheap fixed-step solver; no trace is needed).  PNG: observation / truth /
+   posterior mean / posterior std.
 4. ``nlme``: the theophylline one-compartment NLME fitted by SVI
    (:func:`~numpyro_hgf.models.nlme.fit_svi`), its parameters against the published FOCE-I
    values (:data:`~numpyro_hgf.models.nlme.THEOPHYLLINE_FOCEI`) and a VPC PNG.
