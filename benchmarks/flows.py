@@ -302,7 +302,7 @@ def fit_ours(cfg: Config, arch: str, train, key, steps=None):
         progress=False,
         return_result=True,
         clip_norm=cfg.clip_norm,
-        **ours_options(cfg, arch),
+        flow_options=ours_options(cfg, arch),
     )
     return flow
 
