@@ -25,6 +25,7 @@ from numpyro_hgf.objectives.diffusion import NETWORK_OUTPUTS, diffusion_score_ma
 from numpyro_hgf.paths.sde import SDE
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
+from numpyro_hgf.train.programs import ModelLoss
 from numpyro_hgf.train.velocity import _describe_model
 
 __all__ = ["fit_diffusion", "diffusion_score_matching_loss", "RECIPE"]
@@ -107,8 +108,8 @@ def fit_diffusion(
     init_key, train_key = jax.random.split(key)
     params = network.init(init_key, data[:1], jnp.full((1,), sde.T, data.dtype))["params"]
 
-    loss_fn = lambda p, batch, k: diffusion_score_matching(
-        network, p, sde, batch, k, eps=eps, output=output
+    loss_fn = ModelLoss(
+        _diffusion_objective, None, takes_key=True, network=network, sde=sde, eps=eps, output=output
     )
     result = fit_objective(
         loss_fn,
@@ -121,3 +122,8 @@ def fit_diffusion(
     )
     prior = DiffusionPrior(network, result.params, sde, **prior_options)
     return (prior, result) if return_result else prior
+
+
+def _diffusion_objective(_, params, batch, key, *, network, sde, eps, output):
+    """:func:`diffusion_score_matching` as a ``ModelLoss`` objective (network, SDE static)."""
+    return diffusion_score_matching(network, params, sde, batch, key, eps=eps, output=output)

@@ -19,6 +19,7 @@ from numpyro_hgf.flows.flow import NormalizingFlow, build_flow
 from numpyro_hgf.objectives.likelihood import negative_log_likelihood
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
+from numpyro_hgf.train.programs import ModelLoss
 
 __all__ = ["fit_flow", "flow_nll", "RECIPE"]
 
@@ -84,7 +85,7 @@ def fit_flow(
     check_event_shape("data", data, flow.event_shape)
 
     result = fit_objective(
-        lambda params, batch, _key: negative_log_likelihood(flow, params, batch),
+        ModelLoss(negative_log_likelihood, flow),
         flow.params,
         data,
         options,

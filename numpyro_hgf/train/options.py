@@ -262,6 +262,7 @@ def build_optimizer(options: TrainOptions) -> optax.GradientTransformation:
         return opt
     if callable(opt):
         return opt(options.learning_rate, options.steps)
-    if opt == "sgd":
-        return optax.sgd(options.learning_rate)
-    return optax.adam(optax.cosine_decay_schedule(options.learning_rate, options.steps))
+    # one object per (kind, rate, steps): the compiled training program is reused
+    from numpyro_hgf.train.programs import cached_optimizer
+
+    return cached_optimizer(opt, float(options.learning_rate), int(options.steps))

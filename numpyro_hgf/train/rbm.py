@@ -44,6 +44,7 @@ from numpyro_hgf.nn.boltzmann import (
 from numpyro_hgf.objectives.contrastive import rbm_cd_loss, rbm_pcd_loss
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
+from numpyro_hgf.train.programs import ModelLoss, shared_optimizer
 
 __all__ = ["fit_rbm", "fit_boltzmann_exact", "RBM_RECIPE", "BOLTZMANN_EXACT_RECIPE"]
 
@@ -191,19 +192,21 @@ def fit_rbm(
         options = options.replace(validation=check_rbm_data("validation", options.validation, V))
     optimizer = None
     if options.optimizer == "sgd":
-        optimizer = optax.sgd(options.learning_rate, momentum=momentum)
+        optimizer = shared_optimizer(optax.sgd, options.learning_rate, momentum=momentum)
 
     init_key, chain_key, train_key = jax.random.split(key, 3)
     params = _initial_rbm_params(data, num_hidden, init_scale, init_visible_bias, init_key, rbm)
     chains = None
     if method == "cd":
-        loss_fn = rbm_cd_loss(k, weight_decay)
+        loss_fn = ModelLoss(_rbm_objective, None, takes_key=True, k=k, weight_decay=weight_decay)
     else:
         num_persistent = check_positive_int(
             "num_persistent", options.batch_size if num_persistent is None else num_persistent
         )
         chains = data[jax.random.randint(chain_key, (num_persistent,), 0, n)]
-        loss_fn = rbm_pcd_loss(k, weight_decay)
+        loss_fn = ModelLoss(
+            _rbm_objective, None, takes_key=True, k=k, weight_decay=weight_decay, persistent=True
+        )
     result = fit_objective(
         loss_fn,
         params,
@@ -299,3 +302,11 @@ def fit_boltzmann_exact(
     mp = to_model_params(result.params)
     bm = BoltzmannMachine(mp["W"], mp["b"], num_gibbs_steps=num_gibbs_steps)
     return (bm, result) if return_result else bm
+
+
+def _rbm_objective(_, params, batch, key, *chains, k, weight_decay, persistent=False):
+    """CD-k (or, with ``persistent``, PCD-k on the carried ``chains``) as a
+    :class:`ModelLoss` objective: one compiled program per ``(k, weight_decay)``."""
+    if persistent:
+        return rbm_pcd_loss(k, weight_decay)(params, batch, key, *chains)
+    return rbm_cd_loss(k, weight_decay)(params, batch, key)

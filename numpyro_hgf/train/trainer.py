@@ -74,6 +74,7 @@ from numpyro_hgf.train.dispatch import (
     data_parallel_mesh,
     init_train_state,
 )
+from numpyro_hgf.train.programs import compiled_dispatch, with_clipping
 
 __all__ = [
     "TrainState",
@@ -188,7 +189,7 @@ class Trainer:
         if clip_norm is not None:
             if not clip_norm > 0:
                 raise ValueError(f"clip_norm: expected a positive number, got {clip_norm}")
-            optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+            optimizer = with_clipping(optimizer, clip_norm)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -235,19 +236,17 @@ class Trainer:
             )
         )
         self.throughput: dict[str, float] = {}
-        self._dispatch = jax.jit(
-            build_dispatch(
-                loss_fn,
-                optimizer,
-                batch_size=self.batch_size,
-                steps_per_dispatch=self.steps_per_dispatch,
-                ema_decay=ema_decay,
-                has_aux=self.has_aux,
-                compute_dtype=PRECISIONS[self.precision],
-                batch_sharding=batch_sharding,
-                state_sharding=state_sharding,
-            ),
-            donate_argnums=(0,) if self.donate else (),
+        self._dispatch = compiled_dispatch(
+            loss_fn,
+            optimizer,
+            donate=self.donate,
+            batch_size=self.batch_size,
+            steps_per_dispatch=self.steps_per_dispatch,
+            ema_decay=ema_decay,
+            has_aux=self.has_aux,
+            compute_dtype=PRECISIONS[self.precision],
+            batch_sharding=batch_sharding,
+            state_sharding=state_sharding,
         )
 
     # -- placement -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from numpyro_hgf.objectives.velocity import velocity_matching
 from numpyro_hgf.paths.hamiltonian import HamiltonianPath
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
+from numpyro_hgf.train.programs import ModelLoss
 
 __all__ = ["fit_velocity", "velocity_matching_loss", "RECIPE"]
 
@@ -93,9 +94,8 @@ def fit_velocity(
     init_key, train_key = jax.random.split(key)
     params = velocity.init(init_key, data[:1], jnp.zeros((), data.dtype))["params"]
 
-    loss_fn = lambda p, batch, k: velocity_matching(velocity, p, path, batch, k)
     result = fit_objective(
-        loss_fn,
+        ModelLoss(_velocity_objective, None, takes_key=True, velocity=velocity, path=path),
         params,
         data,
         options,
@@ -105,6 +105,11 @@ def fit_velocity(
     )
     prior = HGFPrior(velocity, result.params, path, event_shape=event_shape, **prior_options)
     return (prior, result) if return_result else prior
+
+
+def _velocity_objective(_, params, batch, key, *, velocity, path):
+    """:func:`velocity_matching` as a :class:`ModelLoss` objective (network and path static)."""
+    return velocity_matching(velocity, params, path, batch, key)
 
 
 def _describe_model(network, path) -> dict | None:
