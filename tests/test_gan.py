@@ -241,7 +241,10 @@ GAUSSIAN_FITS = {
 }
 
 
-@pytest.mark.parametrize("loss", list(GAUSSIAN_FITS))
+@pytest.mark.parametrize(
+    "loss",
+    ["ns", pytest.param("wgan-gp", marks=pytest.mark.slow)],  # wgan-gp: 5,000 steps
+)
 def test_fit_gan_learns_a_gaussian(gaussian_data, loss):
     x, cov = gaussian_data
     prior, (critic, critic_params), result = nh.train.fit_gan(
@@ -262,6 +265,7 @@ def test_fit_gan_learns_a_gaussian(gaussian_data, loss):
     assert np.max(np.abs(mean0 - MEAN)) > 0.5 or np.max(np.abs(cov0 - cov)) > 0.2
 
 
+@pytest.mark.slow  # the clipping itself: test_gan_optimizer_..._clips_the_critic
 def test_fit_wgan_keeps_the_critic_in_the_clipping_box(gaussian_data):
     x, _ = gaussian_data
     _, (_, critic_params), _ = nh.train.fit_gan(
@@ -451,3 +455,25 @@ def test_objectives_and_prior_in_the_leg_precision():
     assert gp.dtype == dtype and float(gp) == pytest.approx(0.0, abs=1e-12)  # |slope| = 1
     w = wasserstein_critic_loss(_linear_critic, params, real, fake)
     assert w.dtype == dtype and float(w) == pytest.approx(-0.5, rel=1e-12)
+
+
+# -- the example -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_compressed_sensing_example_smoke(tmp_path):
+    """``examples/compressed_sensing.py --smoke`` end to end (~25 s: a fit and NUTS compile)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "compressed_sensing.py"
+    spec = importlib.util.spec_from_file_location("compressed_sensing", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    png = example.main(["--smoke", "--out", str(tmp_path)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted(summary["rmse_mean"]) == [
+        "gaussian m=16", "gaussian m=32", "generator m=16", "generator m=32"
+    ]  # fmt: skip
+    assert all(np.isfinite(v) for v in summary["rmse_mean"].values())
+    assert isinstance(nh.load(tmp_path / "models" / "generator"), nh.distributions.GeneratorPrior)

@@ -169,7 +169,7 @@ def _case(name):
         )[1]  # fmt: skip
     if name == "fit_gan":
         return lambda **o: nh.train.fit_gan(
-            x, hidden=(8,), return_result=True, validation=v, **common, **o
+            x, loss="ns", hidden=(8,), return_result=True, validation=v, **common, **o
         )[2]
     if name in ("models.fit_svi", "ppca.fit_svi"):
         return lambda **o: ppca.fit_svi(x, 1, batch_size=8, validation=v, **common, **o)[1].result
