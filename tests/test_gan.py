@@ -473,7 +473,8 @@ def test_compressed_sensing_example_smoke(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["rmse_mean"]) == [
-        "gaussian m=16", "gaussian m=32", "generator m=16", "generator m=32"
+        "gaussian m=16", "gaussian m=32", "generator m=16", "generator m=32",
+        "generator range (best z)",
     ]  # fmt: skip
     assert all(np.isfinite(v) for v in summary["rmse_mean"].values())
     assert isinstance(nh.load(tmp_path / "models" / "generator"), nh.distributions.GeneratorPrior)
