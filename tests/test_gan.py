@@ -277,6 +277,22 @@ def test_fit_wgan_keeps_the_critic_in_the_clipping_box(gaussian_data):
     assert np.max(np.abs(leaves)) == pytest.approx(0.05)  # the bound is active
 
 
+@pytest.mark.slow
+def test_fit_gan_resumes_from_a_checkpoint_exactly(tmp_path, gaussian_data):
+    """40 steps at once == 20 steps, checkpoint, 20 more (the n_critic counter and both
+    players' Adam states are in the checkpoint)."""
+    x = gaussian_data[0][:64]
+    kw = dict(key=KEY, hidden=(8,), progress=False, steps_per_dispatch=10, batch_size=16)
+    full = nh.train.fit_gan(x, steps=40, **kw)
+    nh.train.fit_gan(x, steps=20, checkpoint_dir=tmp_path, **kw)
+    resumed = nh.train.fit_gan(x, steps=40, checkpoint_dir=tmp_path, **kw)
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # negative control: stopping at 20 steps is not the 40-step generator
+    half = nh.train.fit_gan(x, steps=20, **kw)
+    assert not np.allclose(half.params["Dense_0"]["bias"], full.params["Dense_0"]["bias"])
+
+
 # -- GeneratorPrior ----------------------------------------------------------------------------
 def _chi2_normal_pvalue(values, bins=20):
     edges = scipy.stats.norm.ppf(np.linspace(0, 1, bins + 1))
