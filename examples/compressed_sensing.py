@@ -16,12 +16,16 @@ for ``m = 16`` and ``m = 32`` (against 64 unknowns), and recovered two ways:
    the posterior is Gaussian in closed form, mean
    ``mu + Sigma A^T (A Sigma A^T + sigma^2 I)^{-1} (y - A mu)``.
 
-Both see the same ``A``, noise and digits (same seed).  Writes ``compressed_sensing.png``
+3. with ``--with-hgf``, **an oscillation-HGF prior** (``fit_velocity`` on the dequantized
+   digits, as ``numpyro-hgf demo``): ``x ~ HGFPrior``, NUTS in its base space.
+
+All see the same ``A``, noise and digits (same seed).  Writes ``compressed_sensing.png``
 (rows: truth, then each method's posterior mean for each ``m``) and ``summary.json`` (per-pixel
 RMSE of each posterior mean per digit and its mean over digits; the generator's range error
 ``min_z ||G(z) - x||``, the floor of any recovery with it; NUTS diagnostics; timings).
 
-    python examples/compressed_sensing.py --out runs/compressed_sensing    # a few minutes
+    python examples/compressed_sensing.py --out runs/cs                   # a few minutes
+    python examples/compressed_sensing.py --with-hgf --prior runs/cs/models/generator --out runs/cs
     python examples/compressed_sensing.py --smoke --out /tmp/cs            # a wiring check
 """
 
@@ -45,9 +49,9 @@ import numpyro.distributions as dist  # noqa: E402
 import numpyro_hgf as nh  # noqa: E402
 
 FULL = dict(steps=20_000, hidden=(256, 256), num_warmup=500, num_samples=250, num_chains=4,
-            num_digits=8, range_steps=1_000)  # fmt: skip
+            num_digits=8, range_steps=1_000, hgf_steps=1_500, hgf_hidden=(128, 128))  # fmt: skip
 SMOKE = dict(steps=10, hidden=(8,), num_warmup=5, num_samples=5, num_chains=2, num_digits=1,
-             range_steps=2)  # fmt: skip
+             range_steps=2, hgf_steps=5, hgf_hidden=(8,))  # fmt: skip
 
 
 def gaussian_posterior_mean(mu, cov, A, y, sigma):
@@ -63,6 +67,31 @@ def cs_model(prior, A, y, sigma):
     numpyro.sample("y", dist.Normal(A @ x, sigma).to_event(1), obs=y)
 
 
+def hgf_model(prior, A, y, sigma):
+    """``x ~ HGFPrior`` (``run_nuts`` samples its base, ``x`` = the ODE map), ``y ~ N(A x,
+    sigma^2 I)``."""
+    x = numpyro.sample("x", prior)
+    numpyro.sample("y", dist.Normal(A @ x, sigma).to_event(1), obs=y)
+
+
+def train_hgf(settings, key, progress):
+    """An oscillation HGF on the dequantized training digits (as ``numpyro-hgf demo``), RK4
+    with 8 evaluations for NUTS."""
+    from numpyro_hgf.samplers.ode import ODESolver
+
+    k_data, k_fit = jax.random.split(key)
+    raw = nh.datasets.digits("train", form="raw").images.reshape(-1, 64)
+    train = nh.datasets.dequantize(k_data, raw, interval=(-1.0, 1.0))
+    prior = nh.train.fit_velocity(
+        nh.paths.OscillationPath(), train, hidden=settings["hgf_hidden"],
+        steps=settings["hgf_steps"], batch_size=256, learning_rate=2e-3, key=k_fit,
+        progress=progress,
+    )  # fmt: skip
+    return nh.distributions.HGFPrior(
+        prior.velocity, prior.params, prior.path, trace="exact", solver=ODESolver("rk4", nfe=8)
+    )
+
+
 def train_prior(train, settings, key, out: Path, progress):
     prior = nh.train.fit_gan(
         train, loss="wgan-gp", latent_dim=8, hidden=settings["hidden"], key=key,
@@ -72,16 +101,16 @@ def train_prior(train, settings, key, out: Path, progress):
     return prior
 
 
-def recover(prior, gaussian, truth, ms, sigma, key, settings, progress):
+def recover(prior, gaussian, truth, ms, sigma, key, settings, progress, hgf=None):
     """Posterior means of every digit for every ``m``: ``{(method, m): (digits, 64)}``;
-    ``gaussian = (mu, cov)`` of the training digits."""
+    ``gaussian = (mu, cov)`` of the training digits; ``hgf``: an HGF prior, also run."""
     mu, cov = gaussian
     means, diagnostics = {}, {}
     for m in ms:
         k_a, k_n, k_nuts = jax.random.split(jax.random.fold_in(key, m), 3)
         A = np.asarray(jax.random.normal(k_a, (m, 64))) / np.sqrt(m)
         noise = np.asarray(jax.random.normal(k_n, (len(truth), m)))
-        gen, gauss, rhat, divergences = [], [], [], 0
+        gen, gauss, hgf_means, rhat, divergences = [], [], [], [], 0
         for i, x in enumerate(truth):
             y = A @ x + sigma * noise[i]
             gauss.append(gaussian_posterior_mean(mu, cov, A, y, sigma))
@@ -94,11 +123,21 @@ def recover(prior, gaussian, truth, ms, sigma, key, settings, progress):
             )  # fmt: skip
             draws = np.asarray(idata.posterior["x"]).reshape(-1, 64)
             gen.append(draws.mean(0))
+            if hgf is not None:
+                hgf_idata = nh.infer.run_nuts(
+                    hgf_model, hgf, jnp.asarray(A), jnp.asarray(y), sigma,
+                    num_warmup=settings["num_warmup"], num_samples=settings["num_samples"],
+                    num_chains=settings["num_chains"], key=jax.random.fold_in(k_nuts, i),
+                    progress=progress, diagnostics_warn=False,
+                )  # fmt: skip
+                hgf_means.append(np.asarray(hgf_idata.posterior["x"]).reshape(-1, 64).mean(0))
             diag = nh.infer.diagnostics.sampling_diagnostics(idata)
             rhat.append(diag["r_hat"].get("x_latent", float("nan")))
             divergences += diag["divergences"]
         means[("generator", m)] = np.stack(gen)
         means[("gaussian", m)] = np.stack(gauss)
+        if hgf is not None:
+            means[("hgf", m)] = np.stack(hgf_means)
         diagnostics[m] = {"max_rhat_per_digit": rhat, "divergences": divergences}
     return means, diagnostics
 
@@ -128,7 +167,10 @@ def range_error(prior, truth, key, steps: int, restarts: int = 16):
 
 def plot(truth, means, ms, path: Path):
     rows = [("truth", truth)] + [
-        (f"{method} m={m}", means[(method, m)]) for m in ms for method in ("generator", "gaussian")
+        (f"{method} m={m}", means[(method, m)])
+        for m in ms
+        for method in ("generator", "gaussian", "hgf")
+        if (method, m) in means
     ]
     n = len(truth)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.25 * len(rows)), squeeze=False)
@@ -153,6 +195,7 @@ def parse_args(argv=None):
     p.add_argument("--sigma", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", type=Path, default=None, help="a saved GeneratorPrior to reuse")
+    p.add_argument("--with-hgf", action="store_true", help="also an oscillation-HGF prior")
     p.add_argument("--smoke", action="store_true", help="tiny settings (a wiring check)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -175,8 +218,9 @@ def main(argv=None):
         prior = train_prior(train, settings, k_fit, args.out, progress)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    hgf = train_hgf(settings, jax.random.fold_in(k_fit, 1), progress) if args.with_hgf else None
     means, diagnostics = recover(
-        prior, gaussian, truth, args.measurements, args.sigma, k_cs, settings, progress
+        prior, gaussian, truth, args.measurements, args.sigma, k_cs, settings, progress, hgf
     )
     nuts_seconds = time.perf_counter() - start
     png = plot(truth, means, args.measurements, args.out / "compressed_sensing.png")
