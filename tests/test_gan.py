@@ -476,7 +476,8 @@ def test_objectives_and_prior_in_the_leg_precision():
 # -- the example -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_compressed_sensing_example_smoke(tmp_path):
-    """``examples/compressed_sensing.py --smoke`` end to end (~25 s: a fit and NUTS compile)."""
+    """``examples/compressed_sensing.py --smoke --with-hgf`` end to end (~40 s: fits and NUTS
+    compiles)."""
     import importlib.util
     import json
     from pathlib import Path
@@ -485,12 +486,12 @@ def test_compressed_sensing_example_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("compressed_sensing", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    png = example.main(["--smoke", "--out", str(tmp_path)])
+    png = example.main(["--smoke", "--with-hgf", "--out", str(tmp_path)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["rmse_mean"]) == [
         "gaussian m=16", "gaussian m=32", "generator m=16", "generator m=32",
-        "generator range (best z)",
+        "generator range (best z)", "hgf m=16", "hgf m=32",
     ]  # fmt: skip
     assert all(np.isfinite(v) for v in summary["rmse_mean"].values())
     assert isinstance(nh.load(tmp_path / "models" / "generator"), nh.distributions.GeneratorPrior)
