@@ -1,6 +1,6 @@
 """Every fit_* takes the same trainer options, checks them before training, and validates.
 
-* The signatures: every ``fit_*`` (the 13 of ``nh.train`` and ``nh.models``) has ``key``,
+* The signatures: every ``fit_*`` (the 14 of ``nh.train`` and ``nh.models``) has ``key``,
   ``options=None`` and ``**train_options: Unpack[TrainKeywords]``, whose keys are exactly the
   fields of ``TrainOptions``, and no parameter of its own shadows a trainer option.
 * Bad options fail before anything is traced, naming the option.
@@ -39,6 +39,7 @@ FITS = {
     "fit_boltzmann_exact": nh.train.fit_boltzmann_exact,
     "fit_hamiltonian_flow": nh.train.fit_hamiltonian_flow,
     "fit_images": nh.train.fit_images,
+    "fit_gan": nh.train.fit_gan,
     "models.fit_svi": fit_svi,
     "ppca.fit_svi": ppca.fit_svi,
     "vae.fit": vae.fit,
@@ -166,6 +167,10 @@ def _case(name):
             x, num_layers=1, num_steps=1, hidden=(4,), return_result=True, validation=v,
             **common, **o,
         )[1]  # fmt: skip
+    if name == "fit_gan":
+        return lambda **o: nh.train.fit_gan(
+            x, loss="ns", hidden=(8,), return_result=True, validation=v, **common, **o
+        )[2]
     if name in ("models.fit_svi", "ppca.fit_svi"):
         return lambda **o: ppca.fit_svi(x, 1, batch_size=8, validation=v, **common, **o)[1].result
     if name == "vae.fit":

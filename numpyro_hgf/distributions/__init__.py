@@ -11,6 +11,7 @@
 ``BoltzmannMachine``        fully visible Boltzmann machine over spins
 ``DequantizedCategorical``  the piecewise-constant density of dequantized L-level data
 ``ScoreModel``              a trained score network (no density)
+``GeneratorPrior``          ``x = G(z)``, ``z ~ N(0, I)``: a GAN generator (no density; latent form)
 ==========================  ==========================================================
 
 The unnormalised models share :class:`~numpyro_hgf.distributions.unnormalized.
@@ -23,6 +24,11 @@ from numpyro_hgf.distributions.continuous_flow import ContinuousFlow, HGFPrior
 from numpyro_hgf.distributions.dequantized import DequantizedCategorical
 from numpyro_hgf.distributions.diffusion import DiffusionPrior
 from numpyro_hgf.distributions.energy import EnergyBasedModel
+from numpyro_hgf.distributions.generator import (
+    GeneratorDensityError,
+    GeneratorPrior,
+    GeneratorReparam,
+)
 from numpyro_hgf.distributions.rbm import BernoulliRBM
 from numpyro_hgf.distributions.score import ScoreModel
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
@@ -41,4 +47,7 @@ __all__ = [
     "DequantizedCategorical",
     "ScoreModel",
     "UnnormalizedDistribution",
+    "GeneratorPrior",
+    "GeneratorReparam",
+    "GeneratorDensityError",
 ]

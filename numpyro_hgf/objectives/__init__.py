@@ -11,6 +11,8 @@ module                   losses
 :mod:`~.diffusion`       continuous-time denoising score matching along an SDE; DDPM's loss
 :mod:`~.hamiltonian`     Hamiltonian score matching (the force / velocity game)
 :mod:`~.contrastive`     contrastive divergence (CD-k, persistent CD) for RBMs
+:mod:`~.adversarial`     GAN (Bernoulli discriminator, non-saturating generator), WGAN,
+                         WGAN-GP (gradient penalty)
 =======================  ====================================================================
 
 Score matching shares one signature, ``objective(score_fn, params, x, key, **options) ->
@@ -21,6 +23,16 @@ and hand them to the one trainer core.
 """
 
 from numpyro_hgf.nn.mlp import VelocityMLP  # noqa: F401  (its documented place before 0.2)
+from numpyro_hgf.objectives.adversarial import (
+    adversarial_game_loss,
+    adversarial_losses,
+    discriminator_log_likelihood,
+    discriminator_loss,
+    gradient_penalty,
+    nonsaturating_generator_loss,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)
 from numpyro_hgf.objectives.contrastive import contrastive_divergence, rbm_cd_loss, rbm_pcd_loss
 from numpyro_hgf.objectives.diffusion import ddpm_noise_loss, diffusion_score_matching
 from numpyro_hgf.objectives.hamiltonian import (
@@ -66,4 +78,12 @@ __all__ = [
     "contrastive_divergence",
     "rbm_cd_loss",
     "rbm_pcd_loss",
+    "discriminator_log_likelihood",
+    "discriminator_loss",
+    "nonsaturating_generator_loss",
+    "wasserstein_critic_loss",
+    "wasserstein_generator_loss",
+    "gradient_penalty",
+    "adversarial_losses",
+    "adversarial_game_loss",
 ]

@@ -19,6 +19,7 @@
 ``fit_boltzmann_exact``        exact maximum likelihood of a small Boltzmann machine
 ``fit_hamiltonian_flow``       ELBO / IWAE of a neural Hamiltonian flow
 ``fit_images``                 any of the above with a ``UNet`` on images
+``fit_gan``                    GAN / WGAN / WGAN-GP game -> ``GeneratorPrior``
 =============================  ====================================================================
 """
 
@@ -38,6 +39,7 @@ from numpyro_hgf.train.hamiltonian_flow import (
     fit_hamiltonian_flow,
     hamiltonian_flow_loss,  # noqa: E402, F401
 )
+from numpyro_hgf.train.gan import fit_gan, gan_optimizer
 from numpyro_hgf.train.hsm import fit_hsm, hsm_optimizer
 from numpyro_hgf.train.images import IMAGE_MODELS, fit_images
 from numpyro_hgf.train.options import RECOMMENDED, Recipe, TrainKeywords, TrainOptions
@@ -77,6 +79,8 @@ __all__ = [
     "fit_images",
     "IMAGE_MODELS",
     "hsm_optimizer",
+    "fit_gan",
+    "gan_optimizer",
     "build_dispatch",
     "init_train_state",
     "data_parallel_mesh",
