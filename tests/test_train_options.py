@@ -1,6 +1,6 @@
 """Every fit_* takes the same trainer options, checks them before training, and validates.
 
-* The signatures: every ``fit_*`` (the 13 of ``nh.train`` and ``nh.models``) has ``key``,
+* The signatures: every ``fit_*`` (the 14 of ``nh.train`` and ``nh.models``) has ``key``,
   ``options=None`` and ``**train_options: Unpack[TrainKeywords]``, whose keys are exactly the
   fields of ``TrainOptions``, and no parameter of its own shadows a trainer option.
 * Bad options fail before anything is traced, naming the option.
@@ -37,6 +37,7 @@ FITS = {
     "fit_hsm": nh.train.fit_hsm,
     "fit_rbm": nh.train.fit_rbm,
     "fit_boltzmann_exact": nh.train.fit_boltzmann_exact,
+    "fit_dbm": nh.train.fit_dbm,
     "fit_hamiltonian_flow": nh.train.fit_hamiltonian_flow,
     "fit_images": nh.train.fit_images,
     "models.fit_svi": fit_svi,
@@ -160,6 +161,11 @@ def _case(name):
     if name == "fit_boltzmann_exact":
         return lambda **o: nh.train.fit_boltzmann_exact(
             s, return_result=True, validation=sv, **common, **o
+        )[1]
+    if name == "fit_dbm":  # warm start: the pre-training stages are not validated
+        start = nh.distributions.DeepBoltzmannMachine([0.1 * jnp.ones((6, 3)), jnp.ones((3, 2))])
+        return lambda **o: nh.train.fit_dbm(
+            b, (3, 2), dbm=start, return_result=True, validation=bv, batch_size=8, **common, **o
         )[1]
     if name == "fit_hamiltonian_flow":
         return lambda **o: nh.train.fit_hamiltonian_flow(

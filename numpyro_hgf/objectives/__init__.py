@@ -11,6 +11,7 @@ module                   losses
 :mod:`~.diffusion`       continuous-time denoising score matching along an SDE; DDPM's loss
 :mod:`~.hamiltonian`     Hamiltonian score matching (the force / velocity game)
 :mod:`~.contrastive`     contrastive divergence (CD-k, persistent CD) for RBMs
+:mod:`~.deep_boltzmann`  DBM pre-training modules (doubled CD) and mean-field + PCD
 =======================  ====================================================================
 
 Score matching shares one signature, ``objective(score_fn, params, x, key, **options) ->
@@ -22,6 +23,7 @@ and hand them to the one trainer core.
 
 from numpyro_hgf.nn.mlp import VelocityMLP  # noqa: F401  (its documented place before 0.2)
 from numpyro_hgf.objectives.contrastive import contrastive_divergence, rbm_cd_loss, rbm_pcd_loss
+from numpyro_hgf.objectives.deep_boltzmann import dbm_pcd_loss, scaled_rbm_cd_loss
 from numpyro_hgf.objectives.diffusion import ddpm_noise_loss, diffusion_score_matching
 from numpyro_hgf.objectives.hamiltonian import (
     hamiltonian_score_matching,
@@ -66,4 +68,6 @@ __all__ = [
     "contrastive_divergence",
     "rbm_cd_loss",
     "rbm_pcd_loss",
+    "scaled_rbm_cd_loss",
+    "dbm_pcd_loss",
 ]
