@@ -37,6 +37,7 @@ FITS = {
     "fit_hsm": nh.train.fit_hsm,
     "fit_rbm": nh.train.fit_rbm,
     "fit_boltzmann_exact": nh.train.fit_boltzmann_exact,
+    "fit_dbm": nh.train.fit_dbm,
     "fit_hamiltonian_flow": nh.train.fit_hamiltonian_flow,
     "fit_images": nh.train.fit_images,
     "fit_gan": nh.train.fit_gan,
@@ -161,6 +162,11 @@ def _case(name):
     if name == "fit_boltzmann_exact":
         return lambda **o: nh.train.fit_boltzmann_exact(
             s, return_result=True, validation=sv, **common, **o
+        )[1]
+    if name == "fit_dbm":  # warm start: the pre-training stages are not validated
+        start = nh.distributions.DeepBoltzmannMachine([0.1 * jnp.ones((6, 3)), jnp.ones((3, 2))])
+        return lambda **o: nh.train.fit_dbm(
+            b, (3, 2), dbm=start, return_result=True, validation=bv, batch_size=8, **common, **o
         )[1]
     if name == "fit_hamiltonian_flow":
         return lambda **o: nh.train.fit_hamiltonian_flow(

@@ -9,6 +9,8 @@
 ``EnergyBasedModel``        ``exp(-E(x)) / Z`` (unnormalised; MCMC sampling)
 ``BernoulliRBM``            restricted Boltzmann machine over binary vectors
 ``BoltzmannMachine``        fully visible Boltzmann machine over spins
+``DeepBoltzmannMachine``    binary visible units under two or more binary hidden layers
+``DeepBeliefNet``           an RBM on top of a sigmoid belief net (greedy RBM stack)
 ``DequantizedCategorical``  the piecewise-constant density of dequantized L-level data
 ``ScoreModel``              a trained score network (no density)
 ``GeneratorPrior``          ``x = G(z)``, ``z ~ N(0, I)``: a GAN generator (no density; latent form)
@@ -21,6 +23,8 @@ UnnormalizedDistribution` (``unnormalized_log_prob``, ``log_normalizer``,
 
 from numpyro_hgf.distributions.boltzmann import BoltzmannMachine
 from numpyro_hgf.distributions.continuous_flow import ContinuousFlow, HGFPrior
+from numpyro_hgf.distributions.deep_belief import DeepBeliefNet
+from numpyro_hgf.distributions.deep_boltzmann import DeepBoltzmannMachine
 from numpyro_hgf.distributions.dequantized import DequantizedCategorical
 from numpyro_hgf.distributions.diffusion import DiffusionPrior
 from numpyro_hgf.distributions.energy import EnergyBasedModel
@@ -44,6 +48,8 @@ __all__ = [
     "EnergyBasedModel",
     "BernoulliRBM",
     "BoltzmannMachine",
+    "DeepBoltzmannMachine",
+    "DeepBeliefNet",
     "DequantizedCategorical",
     "ScoreModel",
     "UnnormalizedDistribution",

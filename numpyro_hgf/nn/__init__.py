@@ -14,11 +14,13 @@ Every generative model in the package is *a learned field + a path + an objectiv
 ==================  =====================================================================
 
 The energies of Boltzmann machines (weights and biases rather than a network) are pure
-functions in :mod:`numpyro_hgf.nn.boltzmann`.  ``module_config`` / ``module_from_config``
+functions in :mod:`numpyro_hgf.nn.boltzmann` (deep ones in
+:mod:`numpyro_hgf.nn.deep_boltzmann`).  ``module_config`` / ``module_from_config``
 (:mod:`numpyro_hgf.nn.config`) describe a module as JSON for ``nh.save`` / ``nh.load``.
 """
 
 from numpyro_hgf.nn import boltzmann as boltzmann
+from numpyro_hgf.nn import deep_boltzmann as deep_boltzmann
 from numpyro_hgf.nn.config import (
     ACTIVATIONS,
     MODULES,

@@ -13,6 +13,7 @@ module                   losses
 :mod:`~.contrastive`     contrastive divergence (CD-k, persistent CD) for RBMs
 :mod:`~.adversarial`     GAN (Bernoulli discriminator, non-saturating generator), WGAN,
                          WGAN-GP (gradient penalty)
+:mod:`~.deep_boltzmann`  DBM pre-training modules (doubled CD) and mean-field + PCD
 =======================  ====================================================================
 
 Score matching shares one signature, ``objective(score_fn, params, x, key, **options) ->
@@ -34,6 +35,7 @@ from numpyro_hgf.objectives.adversarial import (
     wasserstein_generator_loss,
 )
 from numpyro_hgf.objectives.contrastive import contrastive_divergence, rbm_cd_loss, rbm_pcd_loss
+from numpyro_hgf.objectives.deep_boltzmann import dbm_pcd_loss, scaled_rbm_cd_loss
 from numpyro_hgf.objectives.diffusion import ddpm_noise_loss, diffusion_score_matching
 from numpyro_hgf.objectives.hamiltonian import (
     hamiltonian_score_matching,
@@ -86,4 +88,6 @@ __all__ = [
     "gradient_penalty",
     "adversarial_losses",
     "adversarial_game_loss",
+    "scaled_rbm_cd_loss",
+    "dbm_pcd_loss",
 ]

@@ -7,7 +7,8 @@ module                          samplers
                                 model (CNF, HGF, PF-ODE), exact or Hutchinson trace
 :mod:`~.mcmc`                   ULA, MALA, HMC, annealed Langevin (score or log density)
 :mod:`~.diffusion`              reverse SDE, predictor--corrector, PF-ODE, DDPM ancestral
-:mod:`~.block_gibbs`            block Gibbs driver; the sweeps of RBMs and Boltzmann machines
+:mod:`~.block_gibbs`            block Gibbs driver; the sweeps of RBMs, Boltzmann machines and
+                                deep Boltzmann machines
 :mod:`~.ais`                    annealed importance sampling of log normalisers
 ==============================  ===============================================================
 
@@ -21,7 +22,12 @@ from numpyro_hgf.samplers import diffusion as diffusion
 from numpyro_hgf.samplers import mcmc as mcmc
 from numpyro_hgf.samplers import ode as ode
 from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling
-from numpyro_hgf.samplers.block_gibbs import bm_gibbs_sweep, gibbs, rbm_gibbs_sweep
+from numpyro_hgf.samplers.block_gibbs import (
+    bm_gibbs_sweep,
+    dbm_gibbs_sweep,
+    gibbs,
+    rbm_gibbs_sweep,
+)
 from numpyro_hgf.samplers.diffusion import (
     ddpm_ancestral,
     ode_sample,
@@ -48,6 +54,7 @@ __all__ = [
     "gibbs",
     "rbm_gibbs_sweep",
     "bm_gibbs_sweep",
+    "dbm_gibbs_sweep",
     "reverse_sde",
     "predictor_corrector",
     "ode_sample",

@@ -27,8 +27,9 @@ import jax.numpy as jnp
 from numpyro_hgf._checks import check_positive_int
 from numpyro_hgf._checks.arrays import check_finite_tree
 from numpyro_hgf.nn.boltzmann import rbm_hidden_probs, rbm_visible_probs
+from numpyro_hgf.nn.deep_boltzmann import dbm_layer_logits
 
-__all__ = ["gibbs", "as_sweep", "rbm_gibbs_sweep", "bm_gibbs_sweep"]
+__all__ = ["gibbs", "as_sweep", "rbm_gibbs_sweep", "bm_gibbs_sweep", "dbm_gibbs_sweep"]
 
 
 def rbm_gibbs_sweep(params, key, v):
@@ -38,6 +39,23 @@ def rbm_gibbs_sweep(params, key, v):
     dtype = params["W"].dtype
     h = jax.random.bernoulli(kh, rbm_hidden_probs(params, v)).astype(dtype)
     return jax.random.bernoulli(kv, rbm_visible_probs(params, h)).astype(dtype)
+
+
+def dbm_gibbs_sweep(params, key, layers):
+    """One block-Gibbs sweep of a deep Boltzmann machine (Salakhutdinov & Hinton 2009):
+    all odd layers from ``p(x_odd | x_even)``, then all even layers (the visible one
+    included) from ``p(x_even | x_odd)``; each block factorises over its units.
+
+    ``layers = (v, h¹, ..., h^L)`` with ``layers[l]: (..., n_l)`` float 0/1; returns the new
+    tuple (``params`` as in :mod:`numpyro_hgf.nn.deep_boltzmann`)."""
+    dtype = params["weights"][0].dtype
+    layers = list(layers)
+    keys = jax.random.split(key, len(layers))
+    for parity in (1, 0):
+        for i in range(parity, len(layers), 2):
+            probs = jax.nn.sigmoid(dbm_layer_logits(params, layers, i))
+            layers[i] = jax.random.bernoulli(keys[i], probs).astype(dtype)
+    return tuple(layers)
 
 
 def bm_gibbs_sweep(params, key, y, beta=1.0):

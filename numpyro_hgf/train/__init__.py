@@ -17,6 +17,7 @@
 ``fit_hsm``                    Hamiltonian score matching (force and velocity players)
 ``fit_rbm``                    contrastive divergence (CD-k, PCD) for an RBM
 ``fit_boltzmann_exact``        exact maximum likelihood of a small Boltzmann machine
+``fit_dbm``                    greedy pre-training + mean-field / PCD for a deep Boltzmann machine
 ``fit_hamiltonian_flow``       ELBO / IWAE of a neural Hamiltonian flow
 ``fit_images``                 any of the above with a ``UNet`` on images
 ``fit_gan``                    GAN / WGAN / WGAN-GP game -> ``GeneratorPrior``
@@ -29,6 +30,7 @@ from numpyro_hgf.train.diffusion import (
     diffusion_score_matching_loss,  # noqa: E402, F401
     fit_diffusion,
 )
+from numpyro_hgf.train.dbm import fit_dbm, pretrain_dbn
 from numpyro_hgf.train.dispatch import data_parallel_mesh
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.flow import (
@@ -75,6 +77,8 @@ __all__ = [
     "fit_hsm",
     "fit_rbm",
     "fit_boltzmann_exact",
+    "fit_dbm",
+    "pretrain_dbn",
     "fit_hamiltonian_flow",
     "fit_images",
     "IMAGE_MODELS",
