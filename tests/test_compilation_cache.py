@@ -66,3 +66,51 @@ def test_folder_and_switch_follow_the_environment(monkeypatch, tmp_path):
     assert compilation_cache.default_cache_dir() == tmp_path / "xdg" / "numpyro_hgf" / "jax"
     monkeypatch.setenv("NUMPYRO_HGF_CACHE_DIR", str(tmp_path / "mine"))
     assert compilation_cache.default_cache_dir() == tmp_path / "mine"
+
+
+def _host_callbacks(closed_jaxpr) -> list[str]:
+    """Names of the host-callback primitives anywhere in a jaxpr (sub-jaxprs included)."""
+    import jax
+
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if "callback" in eqn.primitive.name:
+                found.append(eqn.primitive.name)
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(closed_jaxpr.jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("solver", ["rk4", "tsit5"])
+def test_ode_solves_with_traced_endpoints_have_no_host_callback(solver):
+    """JAX's persistent cache never writes a program with a host callback.  diffrax checks
+    the sign of ``(t1 - t0) * dt0`` with equinox's ``error_if``, a callback when the times
+    are traced (a learned prior's horizon is a data field); the solve runs in unit time so
+    the check is static.  Closed form: ``dx/dt = -x`` from t0 to t1 is ``x exp(t0 - t1)``."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from numpyro_hgf.samplers.ode import ODESolver, solve_ode
+
+    ode = ODESolver.of(solver) if solver == "tsit5" else ODESolver("rk4", 64)
+
+    def solve(x, t0, t1):
+        return solve_ode(lambda y, t: -y, x, t0, t1, ode).value
+
+    x, t0, t1 = jnp.ones((3, 2)), jnp.asarray(0.25), jnp.asarray(1.5)
+    assert _host_callbacks(jax.make_jaxpr(solve)(x, t0, t1)) == []
+    np.testing.assert_allclose(jax.jit(solve)(x, t0, t1), np.exp(-1.25), rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(solve)(x, t1, t0), np.exp(1.25), rtol=1e-5)  # backward
+
+    # negative control: diffrax with the traced interval does carry the callback
+    def direct(x, t0, t1):
+        term = diffrax.ODETerm(lambda t, y, args: -y)
+        return diffrax.diffeqsolve(term, diffrax.Euler(), t0, t1, (t1 - t0) / 8, x).ys
+
+    assert _host_callbacks(jax.make_jaxpr(direct)(x, t0, t1))

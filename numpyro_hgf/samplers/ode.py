@@ -144,12 +144,20 @@ def _diffeqsolve(vector_field, y0, t0, t1, solver: ODESolver):
         dt0, max_steps = None, solver.max_steps
     else:
         controller = diffrax.ConstantStepSize()
-        dt0, max_steps = (t1 - t0) / solver.num_steps, solver.num_steps
+        dt0, max_steps = 1.0 / solver.num_steps, solver.num_steps
+    # The solve runs in the unit time s in [0, 1], t = t0 + s (t1 - t0), dy/ds = (t1 - t0) f:
+    # the same steps and evaluation times, but diffrax's interval checks see constants, so the
+    # program has no host callback (equinox's error_if) and JAX's persistent cache keeps it.
+    span = t1 - t0
+
+    def unit_time_field(s, y, args):
+        return jax.tree.map(lambda v: span * v, vector_field(y, t0 + s * span))
+
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: vector_field(y, t)),
+        diffrax.ODETerm(unit_time_field),
         cls(),
-        t0,
-        t1,
+        0.0,
+        1.0,
         dt0,
         y0,
         stepsize_controller=controller,
