@@ -8,6 +8,7 @@ them, :mod:`~numpyro_hgf.infer` samples posteriors with them.  See ``docs/archit
 """
 
 from numpyro_hgf import (  # documented aliases of paths / samplers
+    _pytree_order,  # noqa: F401  (first: one leaf order in every process)
     datasets,
     ddpm,
     distributions,

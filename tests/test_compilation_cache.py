@@ -114,3 +114,43 @@ def test_ode_solves_with_traced_endpoints_have_no_host_callback(solver):
         return diffrax.diffeqsolve(term, diffrax.Euler(), t0, t1, (t1 - t0) / 8, x).ys
 
     assert _host_callbacks(jax.make_jaxpr(direct)(x, t0, t1))
+
+
+FIELDS = textwrap.dedent(
+    """
+    import json, sys
+    import numpyro.distributions as dist
+    if sys.argv[1] == "1":
+        import numpyro_hgf as nh
+        classes = [nh.distributions.HGFPrior, nh.distributions.ContinuousFlow]
+    else:
+        classes = []
+    classes += [dist.MultivariateNormal, dist.Independent, dist.TransformedDistribution]
+    print(json.dumps([[list(c.gather_pytree_data_fields()), list(c.gather_pytree_aux_fields())]
+                      for c in classes]))
+    """
+)
+
+
+def test_distribution_leaf_order_is_the_same_in_every_process():
+    """NumPyro gathers pytree fields through a set (order follows the per-process hash
+    seed), so programs taking a distribution differ between processes and the persistent
+    cache misses; importing numpyro_hgf sorts them.  Negative control: NumPyro alone."""
+
+    def fields(seed, with_package):
+        out = subprocess.run(
+            [sys.executable, "-c", FIELDS, "1" if with_package else "0"],
+            env=dict(os.environ, PYTHONHASHSEED=str(seed), JAX_PLATFORMS="cpu"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ours = [fields(s, True) for s in (1, 2)]
+    assert ours[0] == ours[1]
+    for data_fields, aux_fields in ours[0]:
+        assert data_fields == sorted(data_fields) and aux_fields == sorted(aux_fields)
+    bare = [fields(s, False) for s in (1, 2, 3)]
+    assert not (bare[0] == bare[1] == bare[2]), "numpyro's own order no longer varies"
