@@ -28,10 +28,16 @@ import numpyro_hgf as nh
 from numpyro_hgf.distributions import (
     BernoulliRBM,
     BoltzmannMachine,
+    DeepBeliefNet,
+    DeepBoltzmannMachine,
     DequantizedCategorical,
+    DiffusionPrior,
     EnergyBasedModel,
+    HGFPrior,
 )
-from numpyro_hgf.nn import EnergyMLP
+from numpyro_hgf.nn import EnergyMLP, TimeMLP
+from numpyro_hgf.paths import VPSDE, OscillationPath
+from numpyro_hgf.samplers.ode import ODESolver
 
 KEY = jax.random.PRNGKey(0)
 T = 3
@@ -57,6 +63,24 @@ def _nhf(**kw):
     )
 
 
+def _ode_prior(kind):
+    net = TimeMLP(hidden=(4,), out_dim=2, embed_dim=4, time_scale=1.0)
+    params = net.init(jax.random.key(3), jnp.zeros((1, 2)), jnp.zeros(()))["params"]
+    solver = ODESolver("rk4", nfe=8)
+    if kind == "hgf":
+        return HGFPrior(net, params, OscillationPath(), event_shape=(2,), solver=solver)
+    params = jax.tree.map(lambda p: 0.05 * p, params)  # a tame score net for the VP drift
+    return DiffusionPrior(net, params, VPSDE(), eps=1e-2, solver=solver, sampler="ode")
+
+
+def _layers(sizes, seed):
+    rng = np.random.default_rng(seed)
+    weights = [
+        0.5 * rng.standard_normal((a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+    return [jnp.asarray(w, jnp.float32) for w in weights], [jnp.zeros(n) for n in sizes]
+
+
 MAKERS = {
     "realnvp": lambda: nh.flows.build_flow("realnvp", 2, num_layers=2, hidden=(4,), key=1),
     "maf": lambda: nh.flows.build_flow("maf", 2, num_layers=1, hidden=(4,), key=1),
@@ -70,8 +94,12 @@ MAKERS = {
     ),
     "bm": _bm,
     "dequantized": lambda: DequantizedCategorical(jnp.array([0.5, -0.3, 0.1])),
+    "hgf": lambda: _ode_prior("hgf"),
+    "diffusion": lambda: _ode_prior("diffusion"),
+    "dbm": lambda: DeepBoltzmannMachine(*_layers((3, 2, 2), 4), num_gibbs_steps=3),
+    "dbn": lambda: DeepBeliefNet(*_layers((3, 2, 2), 5), num_gibbs_steps=3),
 }
-CONTINUOUS = ("realnvp", "maf", "planar", "nhf", "ebm")
+CONTINUOUS = ("realnvp", "maf", "planar", "nhf", "ebm", "hgf", "diffusion")
 
 
 def _scan_model(d):
@@ -180,6 +208,10 @@ def test_build_flow_follows_the_global_validation_flag(validation_off):
         ("rbm", False),
         ("bm", False),
         ("dequantized", False),
+        ("hgf", True),
+        ("diffusion", True),
+        ("dbm", False),
+        ("dbn", False),
     ],
 )
 def test_has_rsample_only_where_reparameterized(name, expected):

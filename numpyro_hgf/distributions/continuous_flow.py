@@ -21,6 +21,12 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import check_choice, check_event_shape, check_positive_int
+from numpyro_hgf.flows._batched_params import (
+    leading_batch_shape,
+    map_over_param_batch,
+    register_param_batch,
+    sample_over_param_batch,
+)
 from numpyro_hgf.flows.ode_map import ODEMapTransform
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.config import module_config, module_from_config
@@ -121,6 +127,7 @@ def _jit_sample(flow, key, sample_shape, solver):
 
 
 @register_model("continuous_flow")
+@register_param_batch
 class ContinuousFlow(dist.Distribution):
     """Continuous normalizing flow ``dx/dt = v(x, t)`` with base ``p_{t0}`` at ``t0``.
 
@@ -163,7 +170,16 @@ class ContinuousFlow(dist.Distribution):
 
     arg_constraints = {}
     pytree_data_fields = ("params", "base", "probe_key")
-    pytree_aux_fields = ("velocity", "t0", "t1", "trace", "solver", "sample_solver", "num_probes")
+    pytree_aux_fields = (
+        "velocity",
+        "_param_ndims",
+        "t0",
+        "t1",
+        "trace",
+        "solver",
+        "sample_solver",
+        "num_probes",
+    )
 
     def __init__(
         self,
@@ -195,6 +211,7 @@ class ContinuousFlow(dist.Distribution):
             trace = "exact" if dim <= EXACT_TRACE_MAX_DIM else "hutchinson"
         self.velocity = velocity
         self.params = params
+        self._param_ndims = tuple(int(jnp.ndim(x)) for x in jax.tree.leaves(params))
         self.base = base
         self.t0, self.t1 = float(t0), float(t1)
         self.trace = check_choice("trace", trace, TRACE_ESTIMATORS)
@@ -258,6 +275,12 @@ class ContinuousFlow(dist.Distribution):
         data = tuple(key if n == "probe_key" else v for n, v in zip(names, data, strict=True))
         return type(self).tree_unflatten(aux, data)
 
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of the params beyond the network's own (``()`` for one flow): what
+        ``numpyro.contrib.control_flow.scan`` stacks; ``batch_shape`` then starts with it."""
+        return leading_batch_shape(self.params, self._param_ndims)
+
     # -- sampling and density -----------------------------------------------------------
     def sample_with_nfe(self, key, sample_shape=(), solver=None):
         """``(samples: (*sample_shape, *event_shape), nfe)``; ``solver`` overrides the default."""
@@ -265,6 +288,11 @@ class ContinuousFlow(dist.Distribution):
         return _jit_sample(self, key, tuple(sample_shape), solver)
 
     def sample(self, key, sample_shape=()):
+        """``(*sample_shape, *param_batch_shape, *event_shape)`` draws (independent keys per
+        stacked flow)."""
+        batch = self.param_batch_shape
+        if batch:
+            return sample_over_param_batch(self, batch, type(self).sample, key, sample_shape)
         return self.sample_with_nfe(key, sample_shape)[0]
 
     def log_prob_with_nfe(self, value, solver=None):
@@ -280,7 +308,11 @@ class ContinuousFlow(dist.Distribution):
         leaves the base's support), ``nan`` for a NaN value, ``nan`` when the solve fails;
         never raises.  With ``validate_args=True`` an out-of-support or non-finite value
         warns (NumPyro's ``validate_sample``)."""
-        lp = self.log_prob_with_nfe(value)[0]
+        batch = self.param_batch_shape
+        if batch:  # stacked flows: value (..., *batch, *event) -> (..., *batch)
+            lp = map_over_param_batch(self, batch, type(self).log_prob, value, self.event_dim)
+        else:
+            lp = self.log_prob_with_nfe(value)[0]
         if self._validate_args:
             self._validate_sample(value)
         return lp

@@ -33,6 +33,11 @@ from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import check_binary, check_event_shape, check_positive_int
 from numpyro_hgf.distributions.deep_boltzmann import check_layer_params, each_of
+from numpyro_hgf.flows._batched_params import (
+    map_over_param_batch,
+    register_param_batch,
+    sample_over_param_batch,
+)
 from numpyro_hgf.nn.boltzmann import (
     EXACT_MAX_UNITS,
     logsumexp_over_binary_states,
@@ -102,6 +107,7 @@ def _sample(params, key, num_steps, num_chains: int):
 _exact = jax.jit(dbn_log_prob_exact)
 
 
+@register_param_batch
 class DeepBeliefNet(Distribution):
     """Deep belief net over binary ``v ∈ {0,1}^V`` (Hinton, Osindero & Teh 2006).
 
@@ -133,7 +139,12 @@ class DeepBeliefNet(Distribution):
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return tuple(int(b.shape[0]) for b in self.biases)
+        return tuple(int(b.shape[-1]) for b in self.biases)
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of the weights beyond ``(n_l, n_{l+1})`` (``()`` for one net)."""
+        return tuple(jnp.shape(self.weights[0])[:-2])
 
     @property
     def params(self) -> dict:
@@ -149,6 +160,9 @@ class DeepBeliefNet(Distribution):
         """Top-RBM Gibbs chains (:attr:`num_gibbs_steps` sweeps from ``Bernoulli(σ(b_{L-1}))``),
         then the ancestral down-pass; float 0/1."""
         sample_shape = tuple(sample_shape)
+        if self.param_batch_shape:
+            sample = type(self).sample
+            return sample_over_param_batch(self, self.param_batch_shape, sample, key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))
         v = _sample(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=max(n, 1))[:n]
         return v.reshape(sample_shape + self.event_shape)
@@ -156,6 +170,9 @@ class DeepBeliefNet(Distribution):
     @validate_sample
     def log_prob(self, value):
         """Exact ``log p(v)`` (see the module docstring); ``value: (..., V) -> (...)``."""
+        if self.param_batch_shape:  # stacked nets: (..., *B, V) -> (..., *B)
+            batch, log_prob = self.param_batch_shape, type(self).log_prob
+            return map_over_param_batch(self, batch, log_prob, value, 1)
         check_event_shape("value", value, self.event_shape)
         check_binary("value", value)
         if not self.exact_log_prob_available:

@@ -37,6 +37,7 @@ from numpyro_hgf._checks import (
     check_positive_int,
 )
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS, log_odds
 from numpyro_hgf.nn.deep_boltzmann import (
@@ -194,6 +195,7 @@ def _run_chains(params, key, num_steps, num_chains: int):
 
 
 @register_model("deep_boltzmann_machine")
+@register_param_batch
 class DeepBoltzmannMachine(UnnormalizedDistribution):
     """Deep Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V`` (SH09).
 
@@ -247,7 +249,13 @@ class DeepBoltzmannMachine(UnnormalizedDistribution):
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         """``(V, n_1, ..., n_L)``."""
-        return tuple(int(b.shape[0]) for b in self.biases)
+        return tuple(int(b.shape[-1]) for b in self.biases)
+
+    @property
+    def param_batch_shape(self) -> tuple[int, ...]:
+        """Leading dims of the weights beyond ``(n_l, n_{l+1})`` (``()`` for one machine):
+        what ``numpyro.contrib.control_flow.scan`` stacks."""
+        return tuple(jnp.shape(self.weights[0])[:-2])
 
     @property
     def params(self) -> dict:
@@ -414,6 +422,8 @@ class DeepBoltzmannMachine(UnnormalizedDistribution):
     def sample(self, key, sample_shape=()):
         """The visible layer of independent chains after :attr:`num_gibbs_steps` sweeps."""
         sample_shape = tuple(sample_shape)
+        if self.param_batch_shape:
+            return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))
         v = self.sample_layers(key, max(n, 1))[0][:n]
         return v.reshape(sample_shape + self.event_shape)

@@ -238,9 +238,6 @@ class DiffusionPrior(ContinuousFlow):
             chosen = chosen.with_nfe(nfe)
         return _jit_sample(self, key, tuple(sample_shape), chosen)
 
-    def sample(self, key, sample_shape=()):
-        return self.sample_with_nfe(key, sample_shape)[0]
-
     # -- density -----------------------------------------------------------------------
     def bits_per_dim(self, raw_levels, key, num_levels: int = 17, interval=(-1.0, 1.0)):
         """Bits per dimension of integer data by uniform dequantization (Theis et al. 2016).
