@@ -6,6 +6,7 @@ is not a saved model) prints one line, ``Error: ...``, on stderr and exits with 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -447,5 +448,30 @@ def bench(
     raise typer.Exit(subprocess.run(command, check=False).returncode)
 
 
+def reexec_command(argv, environ) -> list[str] | None:
+    """The command that restarts ``numpyro-hgf`` with ``PYTHONHASHSEED=0``, or ``None``.
+
+    NumPyro iterates Python sets of site names (``Trace_ELBO`` sums the sites of a ``set``)
+    and gathers distribution fields through one, so with Python's per-process hash seed the
+    order of floating-point operations changes between runs: the numbers of an SVI fit differ
+    in the last bits and JAX's persistent cache never finds the compiled program again.  The
+    command therefore runs with a fixed seed unless ``PYTHONHASHSEED`` is already set (or only
+    help is asked for).
+    """
+    args = list(argv[1:])
+    if "PYTHONHASHSEED" in environ or not args or {"--help", "-h"} & set(args):
+        return None
+    return [sys.executable, "-m", "numpyro_hgf.cli", *args]
+
+
+def run() -> None:
+    """The console script: :data:`app` under a fixed hash seed (see :func:`reexec_command`)."""
+    command = reexec_command(sys.argv, os.environ)
+    if command is not None:
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(command[0], command)
+    app(prog_name="numpyro-hgf")
+
+
 if __name__ == "__main__":
-    app()
+    run()

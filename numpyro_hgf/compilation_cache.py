@@ -39,7 +39,7 @@ def cache_disabled_by_environment() -> bool:
     return os.environ.get("NUMPYRO_HGF_COMPILATION_CACHE", "1").strip().lower() in _OFF
 
 
-def enable_compilation_cache(directory=None, *, min_compile_time_secs: float = 0.5) -> Path | None:
+def enable_compilation_cache(directory=None, *, min_compile_time_secs: float = 0.0) -> Path | None:
     """Turn on JAX's persistent compilation cache in ``directory`` (default
     :func:`default_cache_dir`); returns the folder, or ``None`` when the environment turns
     the cache off or the folder cannot be created (the run then compiles as usual).
@@ -47,7 +47,10 @@ def enable_compilation_cache(directory=None, *, min_compile_time_secs: float = 0
     Args:
         directory: the cache folder (created if needed).
         min_compile_time_secs: only programs that took at least this long to compile are
-            written (small ones compile faster than they load).
+            written.  The default writes all: a run dispatches hundreds of small programs
+            (10-20 ms each to compile, far less to load), and with JAX's 0.5-1 s thresholds
+            they were most of a cached demo's remaining compile time (``make demo``: second
+            run 0.73 of the first at 0.5 s, 0.49 at 0; the cache held 576 entries, 5 MB).
     """
     if cache_disabled_by_environment():
         return None
