@@ -38,7 +38,7 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 120
 
 LAYERS = (
-    ("_checks", "_version", "io", "compilation_cache"),
+    ("_checks", "_version", "_pytree_order", "io", "compilation_cache"),
     ("nn", "datasets", "preprocessing"),
     ("paths",),
     ("flows",),
