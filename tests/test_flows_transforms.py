@@ -33,6 +33,9 @@ def _make(name, key):
     if name == "radial":
         t = nf.RadialTransform.create(k1, DIM)
         return t.with_params(perturb(t.params, k2, 0.8))
+    if name.startswith("bnaf"):
+        t = nf.BlockAutoregressiveTransform.create(k1, DIM, (4, 4), reverse=name.endswith("rev"))
+        return t.with_params(perturb(t.params, k2, 0.2))
     if name.startswith("realnvp"):
         t = nf.AffineCouplingTransform.create(k1, DIM, (8,), swap=name.endswith("swap"))
     elif name.startswith("maf"):
@@ -50,7 +53,7 @@ def _make(name, key):
     return t.with_params(perturb(t.params, k2, 0.25))
 
 
-NAMES = ["planar", "radial", "realnvp", "realnvp_swap", "maf", "spline"]
+NAMES = ["planar", "radial", "realnvp", "realnvp_swap", "maf", "spline", "bnaf", "bnaf_rev"]
 
 
 def _evaluate(t, x):

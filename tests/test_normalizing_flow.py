@@ -22,7 +22,7 @@ from numpyro_hgf.io import load, save
 D = 2
 KINDS = nf.FLOW_KINDS
 # perturbation of the (identity-initialised) params: clearly non-Gaussian, mass in [-8, 8]^2
-NOISE = {"planar": 0.5, "radial": 0.7, "realnvp": 0.15, "maf": 0.3, "spline": 0.3}
+NOISE = {"planar": 0.5, "radial": 0.7, "realnvp": 0.15, "maf": 0.3, "spline": 0.3, "bnaf": 0.2}
 
 
 def perturb(params, key, scale):
@@ -301,7 +301,8 @@ def test_bad_input_errors_name_argument_expected_and_got(built):
         nf.build_flow("planar", D, hidden=-4)
     with pytest.raises(
         ValueError,
-        match=r"kind: expected one of 'planar', 'radial', 'realnvp', 'maf', 'spline', got 'glow'",
+        match=r"kind: expected one of 'planar', 'radial', 'realnvp', 'maf', 'spline', 'bnaf', "
+        r"got 'glow'",
     ):
         nf.build_flow("glow", D)
     with pytest.raises(ValueError, match=r"event_dim: expected a positive integer, got 0"):

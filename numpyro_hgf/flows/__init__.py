@@ -6,6 +6,7 @@
 ``AffineCouplingTransform``        RealNVP, Dinh et al. 2017; MLP conditioner
 ``MaskedAutoregressiveTransform``  MAF, Papamakarios et al. 2017; MADE conditioner
 ``SplineCouplingTransform``        rational-quadratic splines, Durkan et al. 2019
+``BlockAutoregressiveTransform``   BNAF, De Cao et al. 2019; numerical inverse (bisection)
 =================================  ===========================================================
 
 Each is a ``(module, params)`` pair: the flax module is static pytree aux data, the inner
@@ -21,6 +22,7 @@ encoder.
 
 from numpyro_hgf.flows.autoregressive import MaskedAutoregressiveTransform
 from numpyro_hgf.flows.base import NetworkTransform, soft_clamp
+from numpyro_hgf.flows.block_autoregressive import BlockAutoregressiveTransform
 from numpyro_hgf.flows.coupling import AffineCouplingTransform
 from numpyro_hgf.flows.flow import FLOW_KINDS, NormalizingFlow, build_flow, flax_flow
 from numpyro_hgf.flows.hamiltonian import HamiltonianTransform
@@ -38,6 +40,7 @@ from numpyro_hgf.nn.hamiltonian import HamiltonianNet  # noqa: F401  (documented
 __all__ = [
     "FLOW_KINDS",
     "AffineCouplingTransform",
+    "BlockAutoregressiveTransform",
     "NormalizingFlow",
     "HamiltonianTransform",
     "NeuralHamiltonianFlow",

@@ -40,6 +40,7 @@ from numpyro_hgf.flows._batched_params import (
 )
 from numpyro_hgf.flows.autoregressive import MaskedAutoregressiveTransform
 from numpyro_hgf.flows.base import BuilderConfig, NetworkTransform
+from numpyro_hgf.flows.block_autoregressive import BlockAutoregressiveTransform
 from numpyro_hgf.flows.coupling import AffineCouplingTransform, check_coupling_dim
 from numpyro_hgf.flows.planar import PlanarTransform
 from numpyro_hgf.flows.radial import RadialTransform
@@ -195,7 +196,7 @@ def _sample(d, key, sample_shape):
 
 
 # -- building flows from a few hyper-parameters ---------------------------------------------
-FLOW_KINDS = ("planar", "radial", "realnvp", "maf", "spline")
+FLOW_KINDS = ("planar", "radial", "realnvp", "maf", "spline", "bnaf")
 
 # kind -> {option: (default, validator)}; all options are JSON-serialisable scalars
 _OPTIONS = {
@@ -204,6 +205,7 @@ _OPTIONS = {
     "realnvp": {"log_scale_bound": (3.0, check_positive_float)},
     "maf": {"log_scale_bound": (3.0, check_positive_float)},
     "spline": {"num_bins": (8, check_positive_int), "bound": (5.0, check_positive_float)},
+    "bnaf": {"min_slope": (0.01, check_positive_float)},
 }
 
 
@@ -236,16 +238,20 @@ def build_flow(
     the next.  Coupling and MAF conditioners start at the identity (zero output layer).
 
     Args:
-        kind: one of ``"planar"``, ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``.
+        kind: one of ``"planar"``, ``"radial"``, ``"realnvp"``, ``"maf"``, ``"spline"``,
+            ``"bnaf"`` (block neural autoregressive, De Cao et al. 2019: one-pass sampling
+            and density of its draws, a numerical inverse for other values).
         event_dim: dimension ``d`` of the event (``>= 2`` for ``"realnvp"``/``"spline"``).
         num_layers: number of transforms.
         hidden: hidden widths of the conditioner nets (ignored by planar/radial, but
-            validated).
+            validated); for ``"bnaf"`` the per-coordinate block widths ``hidden_factors``
+            (a hidden layer has ``event_dim * h`` units).
         key: PRNG key (or int seed; ``None`` means 0) for the initial params.
         validate_args: NumPyro's argument validation of the flow; ``None`` (default) takes
             NumPyro's global flag (``numpyro.enable_validation()``) at the time of the call.
         **opts: kind-specific options: ``log_scale_bound`` (realnvp, maf; default 3.0),
-            ``num_bins`` (spline; 8) and ``bound`` (spline; 5.0).
+            ``num_bins`` (spline; 8), ``bound`` (spline; 5.0) and ``min_slope`` (bnaf; 0.01, the
+            leaky-tanh slope).
 
     Returns:
         A ``NormalizingFlow`` with event shape ``(event_dim,)`` whose ``config`` records
@@ -289,6 +295,8 @@ def _build(kind, event_dim, num_layers, hidden, opts, key, validate_args=False):
             t = MaskedAutoregressiveTransform.create(
                 k, event_dim, hidden, order=reverse if odd else None, **opts
             )
+        elif kind == "bnaf":
+            t = BlockAutoregressiveTransform.create(k, event_dim, hidden, reverse=odd, **opts)
         else:
             t = SplineCouplingTransform.create(k, event_dim, hidden, swap=odd, **opts)
         transforms.append(t)
@@ -304,7 +312,7 @@ def _build(kind, event_dim, num_layers, hidden, opts, key, validate_args=False):
     return NormalizingFlow(base, transforms, config=config, validate_args=validate_args)
 
 
-def flax_flow(name: str, flow):
+def flax_flow(name: str, flow, *, fresh_init: bool = False):
     """Register the networks of ``flow`` in the current NumPyro model or guide.
 
     For every network transform ``i`` (in order) this declares the module with
@@ -317,13 +325,20 @@ def flax_flow(name: str, flow):
             q = nh.flows.flax_flow("q", template_flow)
             numpyro.sample("x", q)
 
-    Outside any handler it returns the flow unchanged.
+    Outside any handler it returns the flow unchanged.  ``fresh_init=True`` initialises
+    the param sites by ``flax_module``'s own ``module.init`` from the current NumPyro PRNG
+    key instead (so ``SVI.init`` with different keys gives different starting flows: what
+    a multi-start fit needs; the zero-output layers of couplings and MAF still start at the
+    identity).
     """
     transforms, params = list(flow.transforms), []
     for i, t in enumerate(transforms):
         if not isinstance(t, NetworkTransform):
             continue
         site = f"{name}_{i}"
+        if fresh_init and numpyro.primitives._PYRO_STACK:  # under a handler: a PRNG key
+            params.append(flax_module(site, t.module, *t.init_args()).args[0])
+            continue
         # an inner substitute provides the initial value of the param site; outer handlers
         # (SVI's substitute of the optimised params) still override it
         with numpyro.handlers.substitute(data={site + "$params": t.params}):

@@ -3,15 +3,16 @@
 Every generative model in the package is *a learned field + a path + an objective*
 (``docs/architecture.md``).  This package holds the fields:
 
-==================  =====================================================================
-``MLP``             ``f(x)``: conditioner nets of flows, encoders, decoders, forces.
-``TimeMLP``         ``f(x, t)``: velocities ``V(x, t)`` and scores ``s(x, t)``.
-``EnergyMLP``       ``E(x)`` with scalar output: energies of EBMs.
-``VelocityMLP``     ``t * TimeMLP(x, t)``: the velocity player of Hamiltonian score matching.
-``MADE``            masked autoregressive net: ``out[..., i, :]`` depends on ``x[..., <i]``.
-``UNet``            ``f(x, t)`` on images ``(..., H, W, C)``; ``FlatImageField`` on flat ones.
-``HamiltonianNet``  ``q -> (U(q), log_mass)``: one layer of a neural Hamiltonian flow.
-==================  =====================================================================
+==========================  =====================================================================
+``MLP``                     ``f(x)``: conditioner nets of flows, encoders, decoders, forces.
+``TimeMLP``                 ``f(x, t)``: velocities ``V(x, t)`` and scores ``s(x, t)``.
+``EnergyMLP``               ``E(x)`` with scalar output: energies of EBMs.
+``VelocityMLP``             ``t * TimeMLP(x, t)``: velocity player of Hamiltonian score matching.
+``MADE``                    masked autoregressive net: ``out[..., i, :]`` depends on ``x[..., <i]``.
+``BlockAutoregressiveNet``  monotone block-triangular net of BNAF (De Cao et al. 2019).
+``UNet``                    ``f(x, t)`` on images ``(..., H, W, C)``; ``FlatImageField``: flat ones.
+``HamiltonianNet``          ``q -> (U(q), log_mass)``: one layer of a neural Hamiltonian flow.
+==========================  =====================================================================
 
 The energies of Boltzmann machines (weights and biases rather than a network) are pure
 functions in :mod:`numpyro_hgf.nn.boltzmann` (deep ones in
@@ -21,6 +22,7 @@ functions in :mod:`numpyro_hgf.nn.boltzmann` (deep ones in
 
 from numpyro_hgf.nn import boltzmann as boltzmann
 from numpyro_hgf.nn import deep_boltzmann as deep_boltzmann
+from numpyro_hgf.nn.block_autoregressive import BlockAutoregressiveNet, BlockMaskedDense
 from numpyro_hgf.nn.config import (
     ACTIVATIONS,
     MODULES,
@@ -39,6 +41,8 @@ __all__ = [
     "EnergyMLP",
     "VelocityMLP",
     "MADE",
+    "BlockAutoregressiveNet",
+    "BlockMaskedDense",
     "UNet",
     "ResBlock",
     "FlatImageField",
