@@ -1,5 +1,6 @@
 """sleepstudy ``Reaction ~ Days + (Days | Subject)``: the NLME Laplace fit (exact for a
-linear Gaussian model) against statsmodels ``MixedLM(reml=False)``, run side by side."""
+linear Gaussian model) against statsmodels ``MixedLM(reml=False)``, run side by side; the
+REML fit (``lmm.fit_reml``) against lme4's default summary and ``MixedLM(reml=True)``."""
 
 import jax.numpy as jnp
 import numpy as np
