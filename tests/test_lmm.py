@@ -136,6 +136,8 @@ def test_fit_lmm_argument_messages():
         lmm.fit_lmm(X, Z[:, :5], y, mask)
     with pytest.raises(ValueError, match="mask: expected shape"):
         lmm.fit_lmm(X, Z, y, mask[:, :5])
+    with pytest.raises(ValueError, match="tol"):
+        lmm.fit_lmm(X, Z, y, mask, tol=-1.0)
 
 
 def test_reml_random_intercept_and_missing_observations():

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
-from numpyro_hgf._checks import check_choice, check_positive_int
+from numpyro_hgf._checks import check_choice, check_positive_float, check_positive_int
 from numpyro_hgf.models.nlme.core import NLMEModel
 from numpyro_hgf.models.nlme.data import NLMEData, prepare_data
 from numpyro_hgf.models.pk import linear_random_slope
@@ -128,7 +128,8 @@ def lmm_log_likelihood(x, X, Z, y, mask, *, reml: bool = True):
 
     Returns:
         ``(loglik, beta_hat (p,), A (p, p))`` with ``A = sum_i X_i^T V_i^{-1} X_i`` (the
-        inverse covariance of ``beta_hat``).
+        inverse covariance of ``beta_hat``).  Pure JAX (jit/grad-able); :func:`fit_lmm`
+        calls it on float64 arrays under ``jax.enable_x64(True)``.
     """
     q = Z.shape[-1]
     sigma, L = _unpack(x, q)
@@ -218,6 +219,7 @@ def fit_lmm(X, Z, y, mask=None, *, method: str = "reml", max_iter: int = 500, to
 
     check_choice("method", method, ("reml", "ml"))
     max_iter = check_positive_int("max_iter", max_iter)
+    tol = check_positive_float("tol", tol)
     X, Z, y, mask = _check_design(X, Z, y, mask)
     q = Z.shape[-1]
     rows = mask.reshape(-1)
