@@ -18,6 +18,7 @@ with a structural model ``f`` (any JAX function) and a residual error model ``g`
 
 from numpyro_hgf.models.nlme.core import (
     ERROR_MODELS,
+    ETA_SCALES,
     OMEGA_KINDS,
     THEOPHYLLINE_FOCEI,
     LaplaceFit,
@@ -73,4 +74,5 @@ __all__ = [
     "THEOPHYLLINE_FOCEI",
     "ERROR_MODELS",
     "OMEGA_KINDS",
+    "ETA_SCALES",
 ]

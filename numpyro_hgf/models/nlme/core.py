@@ -66,10 +66,12 @@ __all__ = [
     "THEOPHYLLINE_FOCEI",
     "ERROR_MODELS",
     "OMEGA_KINDS",
+    "ETA_SCALES",
 ]
 
 ERROR_MODELS = ("additive", "proportional", "combined")
 OMEGA_KINDS = ("diagonal", "full")
+ETA_SCALES = ("log", "additive")
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -85,12 +87,17 @@ class NLMEModel:
         eta_names: names of the random effects (their number is ``d``).
         omega: ``"diagonal"`` or ``"full"`` covariance of ``eta``.
         error: ``"additive"``, ``"proportional"`` or ``"combined"``.
+        eta_scale: how each random effect enters ``f``, one string for all or a tuple of
+            ``d``: ``"log"`` (log-normal, ``x_i = exp(log_x + eta_i)``; tables report the CV
+            ``sqrt(exp(omega^2) - 1)``) or ``"additive"`` (``x_i = x + eta_i``, as in a linear
+            mixed model; tables report SDs and correlations).  Stored as a ``(d,)`` tuple.
     """
 
     structural: Callable
     eta_names: tuple[str, ...]
     omega: str = "diagonal"
     error: str = "additive"
+    eta_scale: str | tuple[str, ...] = "log"
 
     def __post_init__(self):
         if not callable(self.structural):
@@ -100,6 +107,16 @@ class NLMEModel:
             raise ValueError("eta_names: expected at least one random effect, got none")
         check_choice("omega", self.omega, OMEGA_KINDS)
         check_choice("error", self.error, ERROR_MODELS)
+        scale = self.eta_scale
+        scale = (scale,) * len(self.eta_names) if isinstance(scale, str) else tuple(scale)
+        if len(scale) != len(self.eta_names):
+            raise ValueError(
+                f"eta_scale: expected one string or {len(self.eta_names)} (one per eta_names "
+                f"entry), got {len(scale)}: {scale!r}"
+            )
+        for s in scale:
+            check_choice("eta_scale", s, ETA_SCALES)
+        object.__setattr__(self, "eta_scale", scale)
 
     @property
     def eta_dim(self) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions.transforms import CorrCholeskyTransform
 
 from numpyro_hgf._checks import check_positive_int
 from numpyro_hgf.models.nlme.core import residual_sd
@@ -44,8 +46,19 @@ def predict(model: NLMEModel, params, data: NLMEData, eta=None, times=None):
     )
 
 
+def _corr(p, j: int, k: int):
+    """Entry ``(j, k)`` of the random-effect correlation matrix ``L_c L_c^T``."""
+    Lc = CorrCholeskyTransform()(p["omega_corr"])
+    return Lc[j] @ Lc[k]
+
+
 def _reporting(model: NLMEModel, params):
-    """Named reported quantities (natural scale) as a flat vector function of params."""
+    """Named reported quantities (natural scale) as a flat vector function of params.
+
+    ``(name, fn)`` pairs: scalar ``theta`` entries (``log_x`` as ``x``), ``omega_sd[e]`` per
+    random effect, ``cv%[e]`` for the log-normal ones (``model.eta_scale == "log"``),
+    ``corr[e,f]`` for a full Omega, and the residual error parameters.
+    """
     rows = []
     for k, v in params["theta"].items():
         if not isinstance(v, dict | list | tuple) and np.ndim(v) == 0:  # networks: skipped
@@ -53,14 +66,16 @@ def _reporting(model: NLMEModel, params):
                 rows.append((k[4:], lambda p, k=k: jnp.exp(p["theta"][k])))
             else:
                 rows.append((k, lambda p, k=k: p["theta"][k]))
-    for j, name in enumerate(model.eta_names):
+    names = model.eta_names
+    for j, (name, scale) in enumerate(zip(names, model.eta_scale, strict=True)):
         rows.append((f"omega_sd[{name}]", lambda p, j=j: jnp.exp(p["log_omega_sd"][j])))
-        rows.append(
-            (
-                f"cv%[{name}]",
-                lambda p, j=j: 100 * jnp.sqrt(jnp.expm1(jnp.exp(2 * p["log_omega_sd"][j]))),
-            )
-        )
+        if scale == "log":  # log-normal: CV of exp(eta) = sqrt(exp(omega^2) - 1)
+            cv = lambda p, j=j: 100 * jnp.sqrt(jnp.expm1(jnp.exp(2 * p["log_omega_sd"][j])))  # noqa: E731
+            rows.append((f"cv%[{name}]", cv))
+    if model.omega == "full":
+        for j in range(len(names)):
+            for k in range(j + 1, len(names)):
+                rows.append((f"corr[{names[j]},{names[k]}]", partial(_corr, j=j, k=k)))
     if "log_sigma_add" in params:
         rows.append(("sigma_add", lambda p: jnp.exp(p["log_sigma_add"])))
     if "log_sigma_prop" in params:
@@ -71,11 +86,22 @@ def _reporting(model: NLMEModel, params):
 def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
     """Reported estimates with standard errors (delta method from the fit's covariance).
 
-    Rows (dicts with ``name``, ``estimate``, ``se``): every scalar ``theta`` entry (``log_x``
-    entries reported as ``x = exp(log_x)``), each random effect's SD and CV%
-    (``sqrt(exp(omega^2) - 1)``, the log-normal CV), and the residual error parameters.
+    One dict per quantity of :func:`_reporting`: every scalar ``theta`` entry (``log_x``
+    entries reported as ``x = exp(log_x)``), each random effect's SD ``omega_sd[e]``, its
+    CV% ``100 sqrt(exp(omega^2) - 1)`` only for log-normal random effects
+    (``model.eta_scale``; an additive one has no CV), the correlations ``corr[e,f]`` of a
+    full Omega, and the residual error parameters.  Keys:
+
+    * ``name``, ``estimate``, ``se`` (NaN where the covariance gives none);
+    * ``rse%``: ``100 se / |estimate|``;
+    * ``shrinkage%`` (``omega_sd`` rows, when the fit holds the conditional modes ``eta``
+      ``(N, d)``): eta shrinkage ``100 (1 - SD(eta_hat_j) / omega_j)`` (Savic & Karlsson
+      2009, AAPS J. 11(3), 558), the SD over subjects with ``ddof=1``; ``None`` elsewhere.
+
     :func:`format_table` renders them as Markdown.
     """
+    eta = getattr(fit, "eta", None)
+    eta_sd = None if eta is None else np.std(np.asarray(eta, np.float64), axis=0, ddof=1)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), fit.params)
         x, unravel = ravel_pytree(params)
@@ -85,20 +111,34 @@ def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
             g = np.asarray(jax.grad(lambda x, fn=fn: fn(unravel(x)))(x))
             var = float(g @ fit.covariance @ g)
             se = math.sqrt(var) if var > 0 else math.nan
-            out.append({"name": name, "estimate": value, "se": se})
+            rse = 100 * se / abs(value) if value != 0 else math.nan
+            row = {"name": name, "estimate": value, "se": se, "rse%": rse, "shrinkage%": None}
+            if name.startswith("omega_sd[") and eta_sd is not None:
+                j = model.eta_names.index(name[len("omega_sd[") : -1])
+                row["shrinkage%"] = 100 * (1 - float(eta_sd[j]) / value)
+            out.append(row)
         return out
 
 
+def _cell(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def format_table(rows: list[dict], reference: Mapping[str, float] | None = None) -> str:
-    """Markdown table of :func:`parameter_table` rows (with an optional reference column)."""
-    head = "| parameter | estimate | SE |" + (" reference |" if reference else "")
-    sep = "|---|---|---|" + ("---|" if reference else "")
+    """Markdown table of :func:`parameter_table` rows: parameter, estimate, SE, RSE %,
+    shrinkage % (blank where a row has none) and an optional reference column."""
+    head = "| parameter | estimate | SE | RSE % | shrinkage % |" + (
+        " reference |" if reference else ""
+    )
+    sep = "|---|---|---|---|---|" + ("---|" if reference else "")
     lines = [head, sep]
     for r in rows:
-        line = f"| {r['name']} | {r['estimate']:.4g} | {r['se']:.3g} |"
+        line = (
+            f"| {r['name']} | {r['estimate']:.4g} | {r['se']:.3g} | "
+            f"{_cell(r.get('rse%'), '.3g')} | {_cell(r.get('shrinkage%'), '.3g')} |"
+        )
         if reference:
-            ref = reference.get(r["name"])
-            line += f" {'' if ref is None else format(ref, '.4g')} |"
+            line += f" {_cell(reference.get(r['name']), '.4g')} |"
         lines.append(line)
     return "\n".join(lines)
 
