@@ -28,7 +28,6 @@ from numpyro.distributions.constraints import _SingletonConstraint
 
 from numpyro_hgf._checks import (
     check_choice,
-    check_event_shape,
     check_finite,
     check_positive_int,
     check_spins,
@@ -133,6 +132,9 @@ class BoltzmannMachine(UnnormalizedDistribution):
     arg_constraints = {"W": constraints.real_matrix, "b": constraints.real_vector}
     support = constraints.independent(spin, 1)
     pytree_data_fields = ("W", "b", "log_z")
+    param_fields = ("W", "b")  # params: ``{"W": (d, d), "b": (d,)}``
+    params = property(UnnormalizedDistribution._field_params)
+    value_check = staticmethod(check_spins)
     pytree_aux_fields = ("num_gibbs_steps",)
 
     def __init__(
@@ -157,27 +159,11 @@ class BoltzmannMachine(UnnormalizedDistribution):
         check_finite("b", b)
         check_symmetric_zero_diagonal("W", W)
         self.W, self.b = W, b
-        self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
-        self.log_z = self._check_log_normalizer(log_normalizer, W.dtype)
-        super().__init__(batch_shape=(), event_shape=(d,), validate_args=validate_args)
+        self._init_gibbs_model(d, num_gibbs_steps, log_normalizer, W.dtype, validate_args)
 
     @property
     def dim(self) -> int:
         return int(self.W.shape[-1])
-
-    @property
-    def param_batch_shape(self) -> tuple[int, ...]:
-        """Leading dims of ``W`` beyond ``(d, d)`` (``()`` for one machine)."""
-        return tuple(self.W.shape[:-2])
-
-    def _check_value(self, value) -> None:
-        check_event_shape("value", value, self.event_shape)
-        check_spins("value", value)
-
-    @property
-    def params(self) -> dict:
-        """``{"W": (d, d), "b": (d,)}``."""
-        return {"W": self.W, "b": self.b}
 
     def with_params(self, params) -> BoltzmannMachine:
         """A new machine with ``params`` (``{"W", "b"}``); an attached ``log Z`` is kept."""

@@ -239,11 +239,9 @@ class DeepBoltzmannMachine(UnnormalizedDistribution):
         validate_args=None,
     ):
         self.weights, self.biases = check_layer_params(weights, biases, min_hidden_layers=2)
-        self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
         self.num_mean_field_iters = check_positive_int("num_mean_field_iters", num_mean_field_iters)
-        self.log_z = self._check_log_normalizer(log_normalizer, self.weights[0].dtype)
-        V = self.biases[0].shape[0]
-        super().__init__(batch_shape=(), event_shape=(V,), validate_args=validate_args)
+        V, dtype = self.biases[0].shape[0], self.weights[0].dtype
+        self._init_gibbs_model(V, num_gibbs_steps, log_normalizer, dtype, validate_args)
 
     # -- params ----------------------------------------------------------------------------
     @property

@@ -177,6 +177,13 @@ class BernoulliRBM(UnnormalizedDistribution):
     }
     support = constraints.independent(constraints.boolean, 1)
     pytree_data_fields = ("W", "b_visible", "b_hidden", "log_z")
+    param_fields = (
+        "W",
+        "b_visible",
+        "b_hidden",
+    )  # params: ``{"W": (V, H), "b_visible": (V,), "b_hidden": (H,)}``
+    params = property(UnnormalizedDistribution._field_params)
+    value_check = staticmethod(check_binary)
     pytree_aux_fields = ("num_gibbs_steps",)
 
     def __init__(
@@ -210,9 +217,7 @@ class BernoulliRBM(UnnormalizedDistribution):
         for name, x in (("W", W), ("b_visible", b_visible), ("b_hidden", b_hidden)):
             check_finite(name, x)
         self.W, self.b_visible, self.b_hidden = W, b_visible, b_hidden
-        self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
-        self.log_z = self._check_log_normalizer(log_normalizer, W.dtype)
-        super().__init__(batch_shape=(), event_shape=(V,), validate_args=validate_args)
+        self._init_gibbs_model(V, num_gibbs_steps, log_normalizer, W.dtype, validate_args)
 
     # -- params -------------------------------------------------------------------------
     @property
@@ -222,20 +227,6 @@ class BernoulliRBM(UnnormalizedDistribution):
     @property
     def num_hidden(self) -> int:
         return int(self.W.shape[-1])
-
-    @property
-    def param_batch_shape(self) -> tuple[int, ...]:
-        """Leading dims of ``W`` beyond ``(V, H)`` (``()`` for one RBM)."""
-        return tuple(self.W.shape[:-2])
-
-    def _check_value(self, value) -> None:
-        check_event_shape("value", value, self.event_shape)
-        check_binary("value", value)
-
-    @property
-    def params(self) -> dict:
-        """``{"W": (V, H), "b_visible": (V,), "b_hidden": (H,)}``."""
-        return {"W": self.W, "b_visible": self.b_visible, "b_hidden": self.b_hidden}
 
     def with_params(self, params) -> BernoulliRBM:
         """A new RBM with ``params`` (a dict like :attr:`params`); differentiable in

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import validate_sample
 
-from numpyro_hgf._checks import is_concrete
+from numpyro_hgf._checks import check_event_shape, check_positive_int, is_concrete
 from numpyro_hgf.flows._batched_params import map_over_param_batch, sample_over_param_batch
 from numpyro_hgf.samplers.ais import AISResult
 
@@ -81,11 +81,33 @@ class UnnormalizedDistribution(Distribution):
 
     @property
     def param_batch_shape(self) -> tuple[int, ...]:
-        """Extra leading dims of the params (``()`` for one model)."""
-        return ()
+        """Extra leading dims of the params (``()`` for one model): for the machines with a
+        weight matrix ``W``, its leading dims beyond the last two."""
+        W = getattr(self, "W", None)
+        return () if W is None else tuple(jnp.shape(W)[:-2])
+
+    def _init_gibbs_model(self, event_size, num_gibbs_steps, log_normalizer, dtype, validate_args):
+        """The constructor tail of the Gibbs-sampled machines: the sampler's step count, the
+        optional known ``log Z`` and NumPyro's ``Distribution`` set-up (event ``(size,)``)."""
+        self.num_gibbs_steps = check_positive_int("num_gibbs_steps", num_gibbs_steps)
+        self.log_z = self._check_log_normalizer(log_normalizer, dtype)
+        super().__init__(batch_shape=(), event_shape=(event_size,), validate_args=validate_args)
+
+    #: the array fields that are the params of a machine with one weight matrix, in order
+    param_fields: ClassVar[tuple[str, ...]] = ()
+    #: its support check of a value, ``check(name, value)`` (binary or spins), or ``None``
+    value_check: ClassVar = None
+
+    def _field_params(self) -> dict:
+        """``{name: array}`` of the :attr:`param_fields` (a subclass with param fields sets
+        ``params = property(UnnormalizedDistribution._field_params)``)."""
+        return {name: getattr(self, name) for name in self.param_fields}
 
     def _check_value(self, value) -> None:
         """Concrete checks of a ``log_prob`` value (event shape, support); subclasses add."""
+        if self.value_check is not None:
+            check_event_shape("value", value, self.event_shape)
+            type(self).value_check("value", value)
 
     def _sample_batched(self, key, sample_shape, fn=None):
         """``sample`` of a batch of models: ``(*sample_shape, *param_batch_shape, *event)``."""
