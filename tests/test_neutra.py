@@ -62,9 +62,7 @@ def test_bnaf_inverse_derivatives_are_the_implicit_ones():
 
 def test_bnaf_guide_params_follow_the_init_key():
     guide = AutoFlowGuide(conjugate)
-    svi = numpyro.infer.SVI(
-        conjugate, guide, numpyro.optim.Adam(1e-3), numpyro.infer.Trace_ELBO()
-    )
+    svi = numpyro.infer.SVI(conjugate, guide, numpyro.optim.Adam(1e-3), numpyro.infer.Trace_ELBO())
     svi.init(jax.random.key(5), Y)  # the first call also sets the guide's prototype up
     a, b, c = (svi.get_params(svi.init(jax.random.key(k), Y)) for k in (0, 1, 0))
     flow = [k for k in a if k.startswith("auto_flow")]
