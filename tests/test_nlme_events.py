@@ -1,0 +1,234 @@
+"""NONMEM event records (:mod:`numpyro_hgf.models.nlme.events`) and the multiple-dose closed
+forms of :mod:`numpyro_hgf.models.pk`.
+
+Oracles: the single-dose closed form (Gibaldi & Perrier eq. 1.62) and its FOCE-I fit of
+theophylline (log-likelihood -179.7016), sums of shifted single-dose curves, the IV bolus as
+the limit of short infusions, and a simulation with known parameters refitted by FOCE-I.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from numpyro_hgf.models import nlme, pk
+
+THETA = {"log_ka": math.log(1.5), "log_cl": math.log(2.8), "log_v": math.log(32.0)}
+ORAL_ETA = ("ka", "cl", "v")
+
+
+# ---------------------------------------------------------------------------------------
+# (d) superposition against closed forms
+# ---------------------------------------------------------------------------------------
+
+
+def test_one_dose_superposition_equals_the_single_dose_closed_form():
+    t = jnp.linspace(0.0, 24.0, 49)
+    eta = jnp.array([0.2, -0.1, 0.05])
+    single = pk.one_compartment_oral(THETA, eta, {"dose": 320.0}, t)
+    multi = pk.one_compartment_oral_doses(
+        THETA, eta, {"dose_time": jnp.array([0.0]), "dose_amt": jnp.array([320.0])}, t
+    )
+    np.testing.assert_allclose(multi, single, rtol=1e-6, atol=1e-9)
+    assert float(single.max()) > 5.0  # a real curve (peak ~ 8 mg/L)
+
+
+def test_two_doses_equal_the_sum_of_shifted_single_doses():
+    t = jnp.linspace(0.0, 36.0, 73)
+    eta = jnp.zeros(3)
+    cov = {"dose_time": jnp.array([0.0, 8.0]), "dose_amt": jnp.array([300.0, 150.0])}
+    two = pk.one_compartment_oral_doses(THETA, eta, cov, t)
+    first = pk.one_compartment_oral(THETA, eta, {"dose": 300.0}, t)
+    second = jnp.where(t >= 8.0, pk.one_compartment_oral(THETA, eta, {"dose": 150.0}, t - 8.0), 0)
+    np.testing.assert_allclose(two, first + second, rtol=1e-6, atol=1e-9)
+    # the second dose adds nothing before 8 h and something after
+    assert np.allclose(two[t < 8.0], first[t < 8.0])
+    assert float(two[t == 12.0][0] - first[t == 12.0][0]) > 1.0
+    # a padded (masked) dose and one after a reset count for nothing where they should not
+    pad = cov | {"dose_mask": jnp.array([1.0, 0.0])}
+    np.testing.assert_allclose(pk.one_compartment_oral_doses(THETA, eta, pad, t), first, 1e-6)
+    cut = cov | {"dose_end": jnp.array([8.0, jnp.inf])}
+    np.testing.assert_allclose(
+        pk.one_compartment_oral_doses(THETA, eta, cut, t), jnp.where(t < 8.0, first, second), 1e-6
+    )
+
+
+IV_THETA = {"log_cl": math.log(3.0), "log_v": math.log(20.0)}
+
+
+def test_iv_bolus_closed_form_and_infusion_tends_to_the_bolus():
+    t = jnp.linspace(0.0, 24.0, 97)
+    eta = jnp.array([0.1, -0.2])
+    cl, v = 3.0 * math.exp(0.1), 20.0 * math.exp(-0.2)
+    bolus = pk.one_compartment_iv(
+        IV_THETA, eta, {"dose_time": jnp.array([2.0]), "dose_amt": jnp.array([500.0])}, t
+    )
+    expect = np.where(t >= 2.0, 500.0 / v * np.exp(-cl / v * (t - 2.0)), 0.0)
+    np.testing.assert_allclose(bolus, expect, rtol=1e-5, atol=1e-7)
+    # infusion of 500 mg over 4 h: the closed form during and after
+    inf = pk.one_compartment_iv(
+        IV_THETA,
+        eta,
+        {"dose_time": jnp.array([2.0]), "dose_amt": jnp.array([500.0]), "dose_rate": [125.0]},
+        t,
+    )
+    ke, tau = cl / v, np.asarray(t) - 2.0
+    during = 125.0 / cl * (1 - np.exp(-ke * np.clip(tau, 0, 4)))
+    expect_inf = np.where(tau >= 0, during * np.exp(-ke * np.clip(tau - 4, 0, None)), 0.0)
+    np.testing.assert_allclose(inf, expect_inf, rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(inf)) < 0.8 * float(jnp.max(bolus))
+    # shorter and shorter infusions approach the bolus (error ~ ke * duration)
+    errs = []
+    for duration in (1.0, 0.1, 0.01, 0.001):
+        cov = {"dose_time": [2.0], "dose_amt": [500.0], "dose_rate": [500.0 / duration]}
+        c = pk.one_compartment_iv(IV_THETA, eta, cov, t)
+        after = np.asarray(t) >= 2.0 + duration
+        errs.append(float(np.max(np.abs(np.asarray(c - bolus))[after])))
+    assert errs[-1] < 1e-2 * errs[0] and errs[-1] < 0.05, errs
+    assert all(b < a for a, b in zip(errs, errs[1:], strict=False)), errs
+
+
+def test_gradients_are_finite_at_dose_times():
+    cov = {
+        "dose_time": jnp.array([0.0, 12.0]),
+        "dose_amt": jnp.array([300.0, 300.0]),
+        "dose_rate": jnp.array([0.0, 100.0]),
+    }
+    t = jnp.array([0.0, 6.0, 12.0, 15.0, 24.0])
+    for f, theta, d in (
+        (pk.one_compartment_oral_doses, THETA, 3),
+        (pk.one_compartment_iv, IV_THETA, 2),
+    ):
+        g_theta, g_eta = jax.grad(lambda th, e, f=f: jnp.sum(f(th, e, cov, t)), (0, 1))(
+            theta, jnp.zeros(d)
+        )
+        flat = np.concatenate([np.ravel(v) for v in jax.tree.leaves(g_theta)] + [g_eta])
+        assert np.all(np.isfinite(flat)) and np.any(flat != 0), (f.__name__, flat)
+    # ka == ke: the limit branch is finite too
+    th = {"log_ka": 0.0, "log_cl": math.log(30.0), "log_v": math.log(30.0)}
+    g = jax.grad(lambda e: jnp.sum(pk.one_compartment_oral_doses(th, e, cov, t)))(jnp.zeros(3))
+    assert np.all(np.isfinite(g))
+
+
+# ---------------------------------------------------------------------------------------
+# (a) theophylline through the event path
+# ---------------------------------------------------------------------------------------
+
+
+def test_theophylline_events_reproduce_the_closed_form_focei_fit():
+    table = nlme.theophylline_events()
+    assert len(table) == 144 and int((table.EVID == 1).sum()) == 12
+    events = nlme.read_events(table)
+    data = nlme.theophylline_data()
+    np.testing.assert_array_equal(events.times, data.times)
+    np.testing.assert_array_equal(events.obs, data.obs)
+    np.testing.assert_array_equal(events.mask, data.mask)
+    np.testing.assert_allclose(events.covariates["dose_amt"][:, 0], data.covariates["dose"])
+    model, init = nlme.theophylline_model()
+    ref = nlme.fit_laplace(model, data, init, method="focei", progress=False)
+    event_model = nlme.NLMEModel(pk.one_compartment_oral_doses, ORAL_ETA)
+    fit = nlme.fit_laplace(event_model, events, init, method="focei", progress=False)
+    assert abs(ref.log_likelihood - (-179.7016)) < 1e-3
+    assert abs(fit.log_likelihood - ref.log_likelihood) < 1e-3
+    est, want = (jax.tree.leaves(jax.tree.map(np.exp, f.params)) for f in (fit, ref))
+    for a, b in zip(est, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def test_theophylline_events_from_csv(tmp_path):
+    path = tmp_path / "theo.csv"
+    nlme.theophylline_events().to_csv(path, index=False, na_rep=".")
+    events = nlme.read_events(path)
+    np.testing.assert_array_equal(events.obs, nlme.theophylline_data().obs)
+    np.testing.assert_allclose(events.covariates["WT"][0], 79.6)
+
+
+# ---------------------------------------------------------------------------------------
+# the reader: ADDL, MDV, resets
+# ---------------------------------------------------------------------------------------
+
+
+def _row(ID, TIME, EVID, AMT=0.0, DV=np.nan, **kw):
+    return {"ID": ID, "TIME": TIME, "DV": DV, "AMT": AMT, "EVID": EVID} | kw
+
+
+def test_addl_expansion_mdv_and_reset_clock():
+    rows = [
+        _row(1, 0.0, 1, 100.0, ADDL=2, II=12.0),
+        _row(1, 1.0, 0, DV=2.0),
+        _row(1, 30.0, 0, DV=3.0, MDV=1),
+        _row(1, 0.0, 4, 50.0, RATE=25.0),  # reset: the clock restarts
+        _row(1, 2.0, 0, DV=1.5),
+        _row(2, 0.0, 1, 80.0),
+        _row(2, 0.0, 2),
+        _row(2, 4.0, 0, DV=0.5),
+    ]
+    d = nlme.read_events(pd.DataFrame(rows))
+    c = {k: np.asarray(v) for k, v in d.covariates.items()}
+    # reset placed 1 h after the latest earlier time (30 h): at 31 h
+    np.testing.assert_allclose(c["dose_time"][0], [0.0, 12.0, 24.0, 31.0])
+    np.testing.assert_allclose(c["dose_end"][0], [31.0, 31.0, 31.0, np.inf])
+    np.testing.assert_allclose(c["dose_rate"][0], [0, 0, 0, 25.0])
+    np.testing.assert_allclose(c["dose_mask"], [[1, 1, 1, 1], [1, 0, 0, 0]])
+    np.testing.assert_allclose(d.times, [[1.0, 30.0, 33.0], [4.0, 4.0, 4.0]])
+    np.testing.assert_array_equal(d.mask, [[True, False, True], [True, False, False]])
+    assert d.num_obs == 3
+    # the IV model on these records: after the reset only the infusion counts
+    pred = pk.one_compartment_iv(
+        IV_THETA, jnp.zeros(2), {k: v[0] for k, v in c.items()}, jnp.array([33.0])
+    )
+    alone = pk.one_compartment_iv(
+        IV_THETA,
+        jnp.zeros(2),
+        {"dose_time": [0.0], "dose_amt": [50.0], "dose_rate": [25.0]},
+        jnp.array([2.0]),
+    )
+    np.testing.assert_allclose(pred, alone, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# (c) bad data: one error per fault, naming the row and the column
+# ---------------------------------------------------------------------------------------
+
+GOOD = [_row(1, 0.0, 1, 100.0), _row(1, 1.0, 0, DV=2.0), _row(1, 2.0, 0, DV=1.0)]
+
+
+@pytest.mark.parametrize(
+    ("row", "change", "column", "words"),
+    [
+        (0, {"AMT": 0.0}, "AMT", "positive amount"),
+        (0, {"EVID": 4, "AMT": np.nan}, "AMT", "positive amount"),
+        (2, {"TIME": 0.5}, "TIME", "time decreases"),
+        (1, {"EVID": 3}, "EVID", "expected one of"),
+        (2, {"DV": np.nan, "MDV": 0}, "DV", "finite DV"),
+        (0, {"ADDL": 2, "II": 0.0}, "II", "II > 0"),
+        (0, {"RATE": -2.0}, "RATE", "rate >= 0"),
+    ],
+)
+def test_bad_event_data_names_row_and_column(row, change, column, words):
+    rows = [dict(r) for r in GOOD]
+    rows[row].update(change)
+    with pytest.raises(nlme.EventDataError, match=rf"row {row}\b.*column {column}") as err:
+        nlme.read_events(pd.DataFrame(rows))
+    assert words in str(err.value) and err.value.row == row and err.value.column == column
+    assert isinstance(err.value, ValueError)
+    nlme.read_events(pd.DataFrame(GOOD))  # the unchanged table reads
+
+
+def test_missing_required_column_and_csv_line(tmp_path):
+    table = pd.DataFrame(GOOD).drop(columns="EVID")
+    with pytest.raises(nlme.EventDataError, match="expected column EVID") as err:
+        nlme.read_events(table)
+    assert err.value.column == "EVID"
+    # a decrease after an EVID 4 reset is fine; from a CSV the line is named too
+    rows = [dict(r) for r in GOOD] + [_row(1, 0.0, 4, 50.0), _row(1, 1.0, 0, DV=np.nan)]
+    nlme.read_events(pd.DataFrame(rows[:4] + [_row(1, 1.0, 0, DV=1.0)]))
+    path = tmp_path / "bad.csv"
+    pd.DataFrame(rows).to_csv(path, index=False, na_rep=".")
+    with pytest.raises(nlme.EventDataError, match=r"row 4 \(line 6 of .*bad.csv\), column DV"):
+        nlme.read_events(path)
+    with pytest.raises(TypeError, match="source"):
+        nlme.read_events(42)
