@@ -232,3 +232,93 @@ def test_missing_required_column_and_csv_line(tmp_path):
         nlme.read_events(path)
     with pytest.raises(TypeError, match="source"):
         nlme.read_events(42)
+
+
+# ---------------------------------------------------------------------------------------
+# (b) multiple doses: simulate with known parameters, refit by FOCE-I
+# ---------------------------------------------------------------------------------------
+
+SIM_THETA = {"log_ka": math.log(1.2), "log_cl": math.log(2.5), "log_v": math.log(25.0)}
+SIM_OMEGA_SD = np.array([0.3, 0.25, 0.2])
+SIM_SIGMA = 0.2
+SIM_TIMES = np.array([0.25, 0.5, 1, 2, 3, 4, 6, 8, 11.5, 12.5, 13, 14, 16, 23.5, 24.5, 25, 26])
+SIM_TIMES = np.concatenate([SIM_TIMES, [28.0, 32.0, 36.0, 48.0]])
+SIM_NAMES = ("log_ka", "log_cl", "log_v", "log_omega_sd[ka]", "log_omega_sd[cl]")
+SIM_NAMES += ("log_omega_sd[v]", "log_sigma_add")
+
+
+def simulate_three_doses(seed, n=24, amt=300.0, ii=12.0):
+    """``(table, realized)``: event records of ``n`` subjects dosed at 0, 12, 24 h (one
+    record with ADDL 2, II 12) and the realized population values of the draw: the truth
+    shifted by the sample mean of the etas, the log RMS of the etas and of the residuals."""
+    rng = np.random.default_rng(seed)
+    eta = rng.normal(size=(n, 3)) * SIM_OMEGA_SD
+    eps = SIM_SIGMA * rng.normal(size=(n, len(SIM_TIMES)))
+    # the oracle: three explicit doses (the reader has to expand ADDL to the same)
+    cov = {"dose_time": jnp.array([0.0, ii, 2 * ii]), "dose_amt": jnp.full(3, amt)}
+    f = jax.vmap(lambda e: pk.one_compartment_oral_doses(SIM_THETA, e, cov, SIM_TIMES))(eta)
+    rows = []
+    for i in range(n):
+        rows.append(_row(i + 1, 0.0, 1, amt, ADDL=2, II=ii))
+        rows += [
+            _row(i + 1, t, 0, DV=y)
+            for t, y in zip(SIM_TIMES, np.asarray(f[i]) + eps[i], strict=True)
+        ]
+    theta = np.array([SIM_THETA[k] for k in ("log_ka", "log_cl", "log_v")])
+    realized = np.concatenate(
+        [theta + eta.mean(0), np.log(np.sqrt((eta**2).mean(0))), [np.log(np.std(eps))]]
+    )
+    return pd.DataFrame(rows), realized
+
+
+def refit(table):
+    """``(estimates, se)`` in the order of ``SIM_NAMES`` of the FOCE-I fit."""
+    model = nlme.NLMEModel(pk.one_compartment_oral_doses, ORAL_ETA)
+    init = model.init_params({k: v + 0.3 for k, v in SIM_THETA.items()}, 0.5, 1.0)
+    fit = nlme.fit_laplace(model, nlme.read_events(table), init, method="focei", progress=False)
+    assert fit.converged
+
+    def flat(p):
+        th = [float(p["theta"][k]) for k in ("log_ka", "log_cl", "log_v")]
+        return np.concatenate([th, np.asarray(p["log_omega_sd"]), [float(p["log_sigma_add"])]])
+
+    return flat(fit.params), flat(fit.se)
+
+
+SIM_TRUTH = np.concatenate(
+    [
+        [SIM_THETA[k] for k in ("log_ka", "log_cl", "log_v")],
+        np.log(SIM_OMEGA_SD),
+        [math.log(SIM_SIGMA)],
+    ]
+)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_three_dose_simulation_is_recovered_by_focei(seed):
+    """Each estimate lies within 1 SE of the realized population value of its draw (the
+    truth moved by the sample mean / RMS of the simulated etas and residuals; measured:
+    at most 0.58 SE) and within 4 SE of the truth.  (Against the truth at 2 SE, seed 1
+    misses on omega[v] at -3.4 SE: that draw's eta_v have RMS 0.121 instead of 0.2, -3.5 SE,
+    and the fit follows the draw.)"""
+    table, realized = simulate_three_doses(seed)
+    assert int((table.EVID == 1).sum()) == 24  # one dose record each, expanded by ADDL
+    est, se = refit(table)
+    assert np.all(np.isfinite(se)) and np.all(se > 0) and np.all(se < 0.2), se
+    z_draw, z_truth = (est - realized) / se, (est - SIM_TRUTH) / se
+    assert np.all(np.abs(z_draw) < 1.0), dict(zip(SIM_NAMES, z_draw.round(2), strict=True))
+    assert np.all(np.abs(z_truth) < 4.0), dict(zip(SIM_NAMES, z_truth.round(2), strict=True))
+
+
+@pytest.mark.slow
+def test_three_dose_standard_errors_cover_the_truth():
+    """Over 20 draws, 95 % intervals (2 SE) cover the truth for >= 88 % of the 140
+    parameter estimates (calibrated SEs: 95.4 %, and fewer than 88 % has probability < 1e-3;
+    measured 90.7 %) and no parameter is off by 1 SE on average (measured: -0.11 to -0.70, the
+    log omega SDs lowest: maximum-likelihood variances are biased low, by about 1/N)."""
+    z = np.stack(
+        [(lambda e, s: (e - SIM_TRUTH) / s)(*refit(simulate_three_doses(s)[0])) for s in range(20)]
+    )
+    coverage = float(np.mean(np.abs(z) < 2.0))
+    assert coverage >= 0.88, (coverage, z.round(2))
+    assert np.all(np.abs(z.mean(0)) < 1.0), dict(zip(SIM_NAMES, z.mean(0).round(2), strict=True))
