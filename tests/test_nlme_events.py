@@ -322,3 +322,76 @@ def test_three_dose_standard_errors_cover_the_truth():
     coverage = float(np.mean(np.abs(z) < 2.0))
     assert coverage >= 0.88, (coverage, z.round(2))
     assert np.all(np.abs(z.mean(0)) < 1.0), dict(zip(SIM_NAMES, z.mean(0).round(2), strict=True))
+
+
+# ---------------------------------------------------------------------------------------
+# covariates: CL = exp(log_cl) (WT / 70)^beta exp(eta)
+# ---------------------------------------------------------------------------------------
+
+
+def test_power_covariate_matches_the_formula_and_checks_its_arguments():
+    f = pk.power_covariates(pk.one_compartment_oral_doses, {"log_cl": ("WT", 70.0, 0.75)})
+    cov = {"dose_time": jnp.array([0.0]), "dose_amt": jnp.array([300.0]), "WT": 35.0}
+    t = jnp.array([1.0, 4.0, 12.0])
+    by_hand = THETA | {"log_cl": THETA["log_cl"] + 0.75 * math.log(0.5)}
+    np.testing.assert_allclose(
+        f(THETA, jnp.zeros(3), cov, t),
+        pk.one_compartment_oral_doses(by_hand, jnp.zeros(3), cov, t),
+        rtol=1e-6,
+    )
+    assert not np.allclose(
+        f(THETA, jnp.zeros(3), cov, t), f(THETA, jnp.zeros(3), cov | {"WT": 70.0}, t)
+    )
+    with pytest.raises(ValueError, match=r"effects\['log_cl'\].*reference > 0"):
+        pk.power_covariates(pk.one_compartment_oral_doses, {"log_cl": ("WT", 0.0, 0.75)})
+    with pytest.raises(ValueError, match=r"effects\['log_cl'\].*\(covariate, reference"):
+        pk.power_covariates(pk.one_compartment_oral_doses, {"log_cl": ("WT", 70.0)})
+    with pytest.raises(TypeError, match="structural"):
+        pk.power_covariates(None, {})
+
+
+WT_MODEL = pk.power_covariates(
+    pk.one_compartment_oral_doses, {"log_cl": ("WT", 70.0, "beta_cl_wt")}
+)
+
+
+def simulate_weight_study(seed, n=40, amt=320.0):
+    """``(table, realized exponent)``: single doses, WT uniform on 40-120 kg, CL ~ (WT/70)^0.75;
+    the realized exponent is 0.75 plus the least-squares slope of the drawn eta_CL on
+    log(WT/70) (what the draw tells about the exponent)."""
+    rng = np.random.default_rng(seed)
+    wt = rng.uniform(40.0, 120.0, n)
+    eta = rng.normal(size=(n, 3)) * np.array([0.3, 0.2, 0.15])
+    times = np.array([0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12, 24.0])
+    truth = THETA | {"beta_cl_wt": 0.75}
+    rows = []
+    for i in range(n):
+        cov = {"dose_time": jnp.array([0.0]), "dose_amt": jnp.array([amt]), "WT": wt[i]}
+        y = np.asarray(WT_MODEL(truth, jnp.asarray(eta[i]), cov, times))
+        y = y + 0.3 * rng.normal(size=y.shape)
+        rows.append(_row(i + 1, 0.0, 1, amt, WT=wt[i]))
+        rows += [_row(i + 1, t, 0, DV=v, WT=wt[i]) for t, v in zip(times, y, strict=True)]
+    realized = 0.75 + np.polyfit(np.log(wt / 70.0), eta[:, 1], 1)[0]
+    return pd.DataFrame(rows), realized
+
+
+def test_weight_exponent_on_clearance_is_recovered():
+    """FOCE-I recovers the exponent of CL ~ (WT/70)^beta (truth 0.75) within 1 SE of the
+    draw's realized value and 3 SE of the truth, tells it from 0 (beta / SE > 3), and the fit
+    without the covariate is worse by a likelihood ratio; seeds 3-5.  (Seed 3's draw has a
+    realized exponent of 0.483, -2.5 SE: the estimate 0.446 follows it.)"""
+    model = nlme.NLMEModel(WT_MODEL, ORAL_ETA)
+    init = model.init_params(THETA | {"beta_cl_wt": 0.0}, 0.5, 1.0)
+    for seed in (3, 4, 5):
+        table, realized = simulate_weight_study(seed)
+        data = nlme.read_events(table)
+        fit = nlme.fit_laplace(model, data, init, method="focei", progress=False)
+        beta = float(fit.params["theta"]["beta_cl_wt"])
+        se = float(fit.se["theta"]["beta_cl_wt"])
+        assert fit.converged and 0.02 < se < 0.3, se
+        assert abs(beta - realized) < se and abs(beta - 0.75) < 3 * se, (seed, beta, se)
+        assert beta / se > 3, (seed, beta, se)
+    plain = nlme.NLMEModel(pk.one_compartment_oral_doses, ORAL_ETA)
+    init = plain.init_params(THETA, 0.5, 1.0)
+    without = nlme.fit_laplace(plain, data, init, method="focei", progress=False)
+    assert fit.log_likelihood - without.log_likelihood > 3.0, (fit, without.log_likelihood)

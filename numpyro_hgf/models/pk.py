@@ -23,6 +23,7 @@ __all__ = [
     "one_compartment_oral_doses",
     "one_compartment_iv",
     "dose_records",
+    "power_covariates",
     "linear_random_slope",
 ]
 
@@ -171,3 +172,45 @@ def linear_random_slope(theta, eta, covariates, times):
     """
     del covariates
     return (theta["intercept"] + eta[0]) + (theta["slope"] + eta[1]) * times
+
+
+def power_covariates(structural, effects):
+    """A structural model with power covariate effects on log-normal parameters.
+
+    For each entry ``effects[key] = (covariate, reference, exponent)`` the population
+    parameter ``theta[key]`` (a log parameter, e.g. ``"log_cl"``) is shifted per subject::
+
+        log_cl_i = log_cl + beta log(WT_i / reference),  i.e.
+        CL_i = exp(log_cl) (WT_i / reference)^beta exp(eta_CL)
+
+    (allometric scaling, e.g. ``beta = 0.75`` for clearance by weight; Anderson & Holford,
+    *Annu. Rev. Pharmacol. Toxicol.* 48:303, 2008).  ``exponent`` is a number (fixed) or the
+    name of a scalar entry of ``theta`` (estimated with the other population parameters).
+
+    Args:
+        structural: ``f(theta, eta, covariates, times) -> (T,)``.
+        effects: dict ``theta key -> (covariate name, reference value, exponent)``.
+
+    Returns:
+        ``f(theta, eta, covariates, times) -> (T,)``, the same signature.
+    """
+    if not callable(structural):
+        raise TypeError(f"structural: expected a callable, got {type(structural).__name__}")
+    effects = dict(effects)
+    for key, effect in effects.items():
+        if not (isinstance(effect, tuple | list) and len(effect) == 3):
+            raise ValueError(
+                f"effects[{key!r}]: expected (covariate, reference, exponent), got {effect!r}"
+            )
+        if not effect[1] > 0:
+            raise ValueError(f"effects[{key!r}]: expected a reference > 0, got {effect[1]!r}")
+
+    def with_covariates(theta, eta, covariates, times):
+        shifted = dict(theta)
+        for key, (name, reference, exponent) in effects.items():
+            beta = theta[exponent] if isinstance(exponent, str) else exponent
+            shifted[key] = theta[key] + beta * jnp.log(covariates[name] / reference)
+        return structural(shifted, eta, covariates, times)
+
+    with_covariates.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_covariates"
+    return with_covariates

@@ -57,6 +57,7 @@ from numpyro_hgf.models.pk import (
     one_compartment_iv,
     one_compartment_oral,
     one_compartment_oral_doses,
+    power_covariates,
 )
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "one_compartment_oral_doses",
     "one_compartment_iv",
     "dose_records",
+    "power_covariates",
     "read_events",
     "theophylline_events",
     "EventDataError",
