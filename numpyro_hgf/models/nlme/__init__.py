@@ -59,6 +59,7 @@ from numpyro_hgf.models.pk import (
     one_compartment_oral_doses,
     power_covariates,
 )
+from numpyro_hgf.models.pk_ode import one_compartment_oral_ode
 
 __all__ = [
     "NLMEData",
@@ -85,6 +86,7 @@ __all__ = [
     "one_compartment_oral",
     "one_compartment_oral_doses",
     "one_compartment_iv",
+    "one_compartment_oral_ode",
     "dose_records",
     "power_covariates",
     "read_events",
