@@ -7,7 +7,7 @@
 * :mod:`~numpyro_hgf.models.svi` -- ``fit_svi``: NumPyro's ELBO on the trainer core.
 """
 
-from numpyro_hgf.models import laplace, lmm, nlme, pk, ppca, svi, vae
+from numpyro_hgf.models import laplace, lmm, nlme, pk, pk_ode, ppca, svi, vae
 from numpyro_hgf.models.svi import SVIFit, fit_svi
 
-__all__ = ["SVIFit", "fit_svi", "laplace", "lmm", "nlme", "pk", "ppca", "svi", "vae"]
+__all__ = ["SVIFit", "fit_svi", "laplace", "lmm", "nlme", "pk", "pk_ode", "ppca", "svi", "vae"]

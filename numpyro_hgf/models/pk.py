@@ -2,14 +2,30 @@
 
 A structural model is a pure JAX function ``f(theta, eta, covariates, times) -> (T,)`` of the
 population parameters ``theta`` (a dict pytree), one subject's random effects ``eta: (d,)``,
-its covariates (a dict of scalars) and its observation times ``(T,)``.
+its covariates (a dict of scalars, or of ``(D,)`` dose records) and its observation times
+``(T,)``.
+
+Multiple doses (:func:`one_compartment_oral_doses`, :func:`one_compartment_iv`) read the
+per-subject dose records that :func:`numpyro_hgf.models.nlme.read_events` puts in the
+covariates: ``dose_time``, ``dose_amt`` (required), ``dose_rate``, ``dose_end`` and
+``dose_mask`` (optional; defaults 0, +inf and 1), each ``(D,)``.  The concentration is the
+sum of the single-dose curves shifted to each dose time (superposition, valid for linear
+kinetics; Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., ch. 3): a dose counts at times
+``dose_time <= t < dose_end`` (``dose_end``: the next EVID 4 reset) where ``dose_mask > 0``.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-__all__ = ["one_compartment_oral", "linear_random_slope"]
+__all__ = [
+    "one_compartment_oral",
+    "one_compartment_oral_doses",
+    "one_compartment_iv",
+    "dose_records",
+    "power_covariates",
+    "linear_random_slope",
+]
 
 
 def one_compartment_oral(theta, eta, covariates, times):
@@ -35,14 +51,117 @@ def one_compartment_oral(theta, eta, covariates, times):
     ka = jnp.exp(theta["log_ka"] + eta[0])
     cl = jnp.exp(theta["log_cl"] + eta[1])
     v = jnp.exp(theta["log_v"] + eta[2])
-    ke = cl / v
-    dose = covariates["dose"]
+    return covariates["dose"] * _oral_unit(ka, cl / v, v, times)
+
+
+def _oral_unit(ka, ke, v, tau):
+    """Single oral dose of 1 at ``tau = 0`` (``tau >= 0``; shape of ``tau``)."""
     diff = ka - ke
     close = jnp.abs(diff) < 1e-7 * ke
     safe = jnp.where(close, 1.0, diff)
-    general = dose * ka / (v * safe) * (jnp.exp(-ke * times) - jnp.exp(-ka * times))
-    limit = dose * ke * times * jnp.exp(-ke * times) / v
+    general = ka / (v * safe) * (jnp.exp(-ke * tau) - jnp.exp(-ka * tau))
+    limit = ke * tau * jnp.exp(-ke * tau) / v
     return jnp.where(close, limit, general)
+
+
+def dose_records(covariates) -> dict:
+    """The ``(D,)`` dose records of one subject with defaults filled in.
+
+    Returns a dict with ``time``, ``amt``, ``rate`` (default 0: bolus), ``end`` (default
+    ``+inf``: no reset) and ``mask`` (default 1), each ``(D,)``.
+    """
+    t = jnp.atleast_1d(jnp.asarray(covariates["dose_time"]))
+    amt = jnp.broadcast_to(jnp.asarray(covariates["dose_amt"], t.dtype), t.shape)
+
+    def get(name, default):
+        value = covariates.get(name, default)
+        return jnp.broadcast_to(jnp.asarray(value, t.dtype), t.shape)
+
+    return {
+        "time": t,
+        "amt": amt,
+        "rate": get("dose_rate", 0.0),
+        "end": get("dose_end", jnp.inf),
+        "mask": get("dose_mask", 1.0),
+    }
+
+
+def _shifted(doses, times):
+    """``(tau, active)``, both ``(T, D)``: time since each dose (0 where inactive, so that
+    gradients stay finite) and whether the dose counts at that time."""
+    tau = times[:, None] - doses["time"][None, :]
+    active = (tau >= 0) & (times[:, None] < doses["end"][None, :]) & (doses["mask"] > 0)
+    return jnp.where(active, tau, 0.0), active
+
+
+def one_compartment_oral_doses(theta, eta, covariates, times):
+    """One compartment, first-order absorption, any number of oral doses (superposition).
+
+    ``C(t) = sum_k A_k u(t - t_k)`` over the doses with ``t_k <= t`` (before the next reset),
+    ``u`` the single-dose curve of :func:`one_compartment_oral` per unit dose::
+
+        u(tau) = ka / (V (ka - ke)) (exp(-ke tau) - exp(-ka tau))
+
+    (Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., eq. 1.62 and ch. 3, superposition).
+    Every dose goes to the depot as a bolus: ``dose_rate`` is ignored.
+
+    Args:
+        theta: dict with scalars ``log_ka`` (1/h), ``log_cl`` (L/h), ``log_v`` (L).
+        eta: ``(3,)`` random effects (ka, CL, V; log-normal).
+        covariates: dict with ``(D,)`` ``dose_time`` (h), ``dose_amt`` (mg) and optionally
+            ``dose_end``, ``dose_mask`` (:func:`dose_records`).
+        times: ``(T,)`` hours, on the clock of ``dose_time``.
+
+    Returns:
+        ``(T,)`` concentrations (mg/L).
+    """
+    ka = jnp.exp(theta["log_ka"] + eta[0])
+    cl = jnp.exp(theta["log_cl"] + eta[1])
+    v = jnp.exp(theta["log_v"] + eta[2])
+    doses = dose_records(covariates)
+    tau, active = _shifted(doses, times)
+    conc = doses["amt"][None, :] * _oral_unit(ka, cl / v, v, tau)
+    return jnp.sum(jnp.where(active, conc, 0.0), axis=1)
+
+
+def one_compartment_iv(theta, eta, covariates, times):
+    """One compartment, intravenous bolus and zero-order infusion doses (superposition).
+
+    A dose ``A`` at ``t_k`` with rate ``R = 0`` is a bolus, ``R > 0`` an infusion lasting
+    ``T_inf = A / R``; with ``ke = CL / V`` and ``tau = t - t_k >= 0``::
+
+        bolus:     C(tau) = A / V exp(-ke tau)
+        infusion:  C(tau) = R / CL (1 - exp(-ke min(tau, T_inf))) exp(-ke max(tau - T_inf, 0))
+
+    (Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., ch. 1, intravenous bolus, and ch. 2,
+    constant-rate infusion; ch. 3, superposition).  As ``T_inf -> 0`` the infusion tends
+    to the bolus.
+
+    Args:
+        theta: dict with scalars ``log_cl`` (L/h) and ``log_v`` (L).
+        eta: ``(2,)`` random effects (CL, V; log-normal).
+        covariates: dict with ``(D,)`` ``dose_time`` (h), ``dose_amt`` (mg) and optionally
+            ``dose_rate`` (mg/h; 0 = bolus), ``dose_end``, ``dose_mask``.
+        times: ``(T,)`` hours.
+
+    Returns:
+        ``(T,)`` concentrations (mg/L).
+    """
+    cl = jnp.exp(theta["log_cl"] + eta[0])
+    v = jnp.exp(theta["log_v"] + eta[1])
+    ke = cl / v
+    doses = dose_records(covariates)
+    tau, active = _shifted(doses, times)
+    amt, rate = doses["amt"][None, :], doses["rate"][None, :]
+    infusion = rate > 0
+    safe_rate = jnp.where(infusion, rate, 1.0)
+    duration = jnp.where(infusion, amt / safe_rate, 0.0)
+    bolus = amt / v * jnp.exp(-ke * tau)
+    during = jnp.minimum(tau, duration)
+    after = jnp.maximum(tau - duration, 0.0)
+    infused = safe_rate / cl * (-jnp.expm1(-ke * during)) * jnp.exp(-ke * after)
+    conc = jnp.where(infusion, infused, bolus)
+    return jnp.sum(jnp.where(active, conc, 0.0), axis=1)
 
 
 def linear_random_slope(theta, eta, covariates, times):
@@ -53,3 +172,45 @@ def linear_random_slope(theta, eta, covariates, times):
     """
     del covariates
     return (theta["intercept"] + eta[0]) + (theta["slope"] + eta[1]) * times
+
+
+def power_covariates(structural, effects):
+    """A structural model with power covariate effects on log-normal parameters.
+
+    For each entry ``effects[key] = (covariate, reference, exponent)`` the population
+    parameter ``theta[key]`` (a log parameter, e.g. ``"log_cl"``) is shifted per subject::
+
+        log_cl_i = log_cl + beta log(WT_i / reference),  i.e.
+        CL_i = exp(log_cl) (WT_i / reference)^beta exp(eta_CL)
+
+    (allometric scaling, e.g. ``beta = 0.75`` for clearance by weight; Anderson & Holford,
+    *Annu. Rev. Pharmacol. Toxicol.* 48:303, 2008).  ``exponent`` is a number (fixed) or the
+    name of a scalar entry of ``theta`` (estimated with the other population parameters).
+
+    Args:
+        structural: ``f(theta, eta, covariates, times) -> (T,)``.
+        effects: dict ``theta key -> (covariate name, reference value, exponent)``.
+
+    Returns:
+        ``f(theta, eta, covariates, times) -> (T,)``, the same signature.
+    """
+    if not callable(structural):
+        raise TypeError(f"structural: expected a callable, got {type(structural).__name__}")
+    effects = dict(effects)
+    for key, effect in effects.items():
+        if not (isinstance(effect, tuple | list) and len(effect) == 3):
+            raise ValueError(
+                f"effects[{key!r}]: expected (covariate, reference, exponent), got {effect!r}"
+            )
+        if not effect[1] > 0:
+            raise ValueError(f"effects[{key!r}]: expected a reference > 0, got {effect[1]!r}")
+
+    def with_covariates(theta, eta, covariates, times):
+        shifted = dict(theta)
+        for key, (name, reference, exponent) in effects.items():
+            beta = theta[exponent] if isinstance(exponent, str) else exponent
+            shifted[key] = theta[key] + beta * jnp.log(covariates[name] / reference)
+        return structural(shifted, eta, covariates, times)
+
+    with_covariates.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_covariates"
+    return with_covariates

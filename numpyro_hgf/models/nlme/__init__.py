@@ -10,6 +10,7 @@ with a structural model ``f`` (any JAX function) and a residual error model ``g`
 
 ======================  ================================================================
 :mod:`~.data`           long tables to padded per-subject arrays (:func:`prepare_data`)
+:mod:`~.events`         NONMEM event records (doses, resets, ADDL/II) (:func:`read_events`)
 :mod:`~.core`           the model, its likelihoods and the Laplace / FOCE-I fit
 :mod:`~.inference`      the model as a NumPyro program: SVI, NUTS, importance likelihood
 :mod:`~.report`         predictions, parameter tables, visual predictive checks (PNG)
@@ -30,6 +31,12 @@ from numpyro_hgf.models.nlme.core import (
     theophylline_model,
 )
 from numpyro_hgf.models.nlme.data import NLMEData, prepare_data, theophylline_data
+from numpyro_hgf.models.nlme.events import (
+    EVENT_COLUMNS,
+    EventDataError,
+    read_events,
+    theophylline_events,
+)
 from numpyro_hgf.models.nlme.inference import (
     SVIResult,
     fit_nuts,
@@ -46,7 +53,14 @@ from numpyro_hgf.models.nlme.report import (
     plot_vpc,
     predict,
 )
-from numpyro_hgf.models.pk import one_compartment_oral
+from numpyro_hgf.models.pk import (
+    dose_records,
+    one_compartment_iv,
+    one_compartment_oral,
+    one_compartment_oral_doses,
+    power_covariates,
+)
+from numpyro_hgf.models.pk_ode import one_compartment_oral_ode
 
 __all__ = [
     "NLMEData",
@@ -71,6 +85,15 @@ __all__ = [
     "format_table",
     "plot_vpc",
     "one_compartment_oral",
+    "one_compartment_oral_doses",
+    "one_compartment_iv",
+    "one_compartment_oral_ode",
+    "dose_records",
+    "power_covariates",
+    "read_events",
+    "theophylline_events",
+    "EventDataError",
+    "EVENT_COLUMNS",
     "THEOPHYLLINE_FOCEI",
     "ERROR_MODELS",
     "OMEGA_KINDS",
