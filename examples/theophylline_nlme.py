@@ -61,8 +61,17 @@ def main(argv=None):
         xlabel="time (h)",
         ylabel="concentration (mg/L)",
     )
+    nlme.plot_gof(
+        out / "theophylline_gof.png",
+        model,
+        fit,
+        data,
+        title="theophylline goodness of fit",
+        xlabel="time (h)",
+        ylabel="concentration (mg/L)",
+    )
     print("\n".join(lines))
-    print(f"wrote {out / 'theophylline_parameters.md'} and {out / 'theophylline_vpc.png'}")
+    print(f"wrote {out / 'theophylline_parameters.md'}, theophylline_vpc.png, theophylline_gof.png")
 
 
 if __name__ == "__main__":

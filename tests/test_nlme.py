@@ -324,6 +324,7 @@ def test_example_smoke(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "theophylline_vpc.png").exists()
+    assert (tmp_path / "theophylline_gof.png").read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "theophylline_parameters.md").read_text()
     assert "| ka |" in text
 

@@ -13,7 +13,7 @@ with a structural model ``f`` (any JAX function) and a residual error model ``g`
 :mod:`~.events`         NONMEM event records (doses, resets, ADDL/II) (:func:`read_events`)
 :mod:`~.core`           the model, its likelihoods and the Laplace / FOCE-I fit
 :mod:`~.inference`      the model as a NumPyro program: SVI, NUTS, importance likelihood
-:mod:`~.report`         predictions, parameter tables, visual predictive checks (PNG)
+:mod:`~.report`         predictions, parameter tables, VPC and goodness-of-fit plots (PNG)
 ======================  ================================================================
 """
 
@@ -47,9 +47,12 @@ from numpyro_hgf.models.nlme.inference import (
     partial_params,
 )
 from numpyro_hgf.models.nlme.report import (
+    GOF_COLUMNS,
     _reporting,  # noqa: F401  (used by the demo)
     format_table,
+    gof_table,
     parameter_table,
+    plot_gof,
     plot_vpc,
     predict,
 )
@@ -84,6 +87,9 @@ __all__ = [
     "parameter_table",
     "format_table",
     "plot_vpc",
+    "gof_table",
+    "plot_gof",
+    "GOF_COLUMNS",
     "one_compartment_oral",
     "one_compartment_oral_doses",
     "one_compartment_iv",

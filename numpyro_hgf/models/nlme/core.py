@@ -24,8 +24,9 @@ is fitted by
 
 :func:`importance_log_likelihood` estimates the marginal likelihood by importance sampling
 (an importance-weighted bound, Burda et al. 2016), :func:`predict` gives population and
-individual predictions, :func:`plot_vpc` a visual predictive check PNG and
-:func:`parameter_table` the estimates with standard errors.
+individual predictions, :func:`plot_vpc` a visual predictive check PNG,
+:func:`gof_table` / :func:`plot_gof` the goodness-of-fit residuals (PRED, IPRED, IWRES, CWRES)
+and their four-panel PNG, and :func:`parameter_table` the estimates with standard errors.
 
 Data handling (:func:`prepare_data`): a long table (one row per observation) is reshaped to
 padded ``(num_subjects, max_obs)`` arrays with a mask.  Missing columns, negative times or

@@ -1,11 +1,12 @@
-"""NLME outputs: predictions, the reported-parameter table and the visual predictive check."""
+"""NLME outputs: predictions, the reported-parameter table, the visual predictive check and
+the goodness-of-fit table and plots (PRED, IPRED, IWRES, CWRES)."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +14,24 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
-from numpyro_hgf._checks import check_positive_int
-from numpyro_hgf.models.nlme.core import residual_sd
+from numpyro_hgf._checks import check_instance, check_positive_int
+from numpyro_hgf.models.nlme.core import (
+    LaplaceFit,
+    NLMEModel,
+    laplace_log_likelihood,
+    residual_sd,
+)
+from numpyro_hgf.models.nlme.data import NLMEData
 
-if TYPE_CHECKING:
-    from numpyro_hgf.models.nlme.core import LaplaceFit, NLMEModel
-    from numpyro_hgf.models.nlme.data import NLMEData
-
-__all__ = ["predict", "parameter_table", "format_table", "plot_vpc"]
+__all__ = [
+    "predict",
+    "parameter_table",
+    "format_table",
+    "plot_vpc",
+    "gof_table",
+    "plot_gof",
+    "GOF_COLUMNS",
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,3 +230,158 @@ def plot_vpc(
     plt.close(fig)
     summary = {"centres": centres, "observed": obs_q, "simulated": sim_q, "outside_90": outside}
     return path, summary
+
+
+# ---------------------------------------------------------------------------------------
+# goodness of fit
+# ---------------------------------------------------------------------------------------
+
+GOF_COLUMNS = ("ID", "TIME", "DV", "PRED", "IPRED", "IWRES", "CWRES")
+
+
+def _gof_inputs(model, fit, data):
+    """Check the arguments of :func:`gof_table`: ``(params, eta or None)``."""
+    check_instance("model", model, NLMEModel, "an NLMEModel")
+    check_instance("data", data, NLMEData, "an NLMEData (prepare_data, read_events)")
+    if isinstance(fit, LaplaceFit):
+        params, eta = fit.params, fit.eta
+        want = (data.num_subjects, model.eta_dim)
+        if eta is not None and np.shape(eta) != want:
+            raise ValueError(
+                f"fit.eta: expected the conditional modes of shape {want} (subjects of data, "
+                f"random effects of model), got {np.shape(eta)}"
+            )
+    elif isinstance(fit, Mapping) and "theta" in fit:
+        params, eta = fit, None
+    else:
+        raise TypeError(
+            "fit: expected a LaplaceFit (fit_laplace) or a params dict with a 'theta' entry "
+            f"(NLMEModel.init_params), got {type(fit).__name__}"
+        )
+    return params, eta
+
+
+def gof_table(model: NLMEModel, fit, data: NLMEData, *, num_steps: int = 30) -> dict:
+    """Goodness-of-fit quantities, one entry per counted observation (float64 NumPy).
+
+    Args:
+        model: the :class:`NLMEModel`.
+        fit: a :class:`LaplaceFit` (its ``params`` and conditional modes ``eta``) or a
+            params dict (:meth:`NLMEModel.init_params`; the modes are then found here by the
+            inner mode search of :func:`fit_laplace`, e.g. at known true parameters).
+        data: the :class:`NLMEData` the fit used.
+        num_steps: Newton iterations of the mode search (only for a params dict).
+
+    Returns:
+        dict of ``(n,)`` arrays, ``n = data.num_obs``, subject by subject in time order
+        (masked entries left out):
+
+        * ``ID``, ``TIME``, ``DV``: subject id, time and observation;
+        * ``PRED``: population prediction ``f(theta, 0)``;
+        * ``IPRED``: individual prediction ``f(theta, eta_i)`` at the conditional mode;
+        * ``IWRES``: ``(DV - IPRED) / g(IPRED)`` with ``g`` the residual SD of the error model;
+        * ``CWRES``: conditional weighted residuals (Hooker, Staatz & Karlsson 2007, *Pharm.
+          Res.* 24(12), 2187): per subject, ``f`` linearised around ``eta_i`` with
+          ``G_i = df/deta (eta_i)`` ``(n_i, d)`` (``jax.jacfwd``), ``E_i = f(eta_i) - G_i
+          eta_i``, ``C_i = G_i Omega G_i^T + R_i(eta_i)`` with ``R_i = diag(g(IPRED)^2)``,
+          and ``CWRES_i = L_i^{-1} (y_i - E_i)`` with ``C_i = L_i L_i^T`` (Cholesky).  For a
+          model linear in ``eta`` these are the whitened marginal residuals, N(0, I)
+          at the true parameters.
+    """
+    num_steps = check_positive_int("num_steps", num_steps)
+    params, eta = _gof_inputs(model, fit, data)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        d64 = data.astype(jnp.float64)
+        eta = None if eta is None else jnp.asarray(eta, jnp.float64)
+        arrays = (d64.times, d64.obs, d64.mask, d64.covariates)
+        pred, ipred, iwres, cwres = _gof_arrays(model, params, arrays, eta, num_steps)
+    mask = np.asarray(data.mask)
+    ids = np.repeat(np.asarray(data.subjects)[:, None], mask.shape[1], axis=1)
+    cols = (ids, d64.times, d64.obs, pred, ipred, iwres, cwres)
+    out = {k: np.asarray(v)[mask] for k, v in zip(GOF_COLUMNS, cols, strict=True)}
+    for k in GOF_COLUMNS[1:]:
+        out[k] = out[k].astype(np.float64)
+    return out
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _gof_arrays(model: NLMEModel, params, arrays, eta, num_steps: int):
+    """``(PRED, IPRED, IWRES, CWRES)``, each ``(N, T)``, of :func:`gof_table` (padding: 0
+    residuals); ``eta=None``: the conditional modes of the FOCE-I inner search."""
+    times, obs, mask, covariates = arrays
+    if eta is None:
+        data = NLMEData(times, obs, mask, covariates, None)
+        _, per = laplace_log_likelihood(model, params, data, method="focei", num_steps=num_steps)
+        eta = per.mode
+    a, b = model.sigmas(params)
+    L = model.omega_scale_tril(params)
+    omega = L @ L.T
+
+    def one(e, cov, t, y, m):
+        def f(e):
+            return model.structural(params["theta"], e, cov, t)
+
+        ipred, G = f(e), jax.jacfwd(f)(e)  # (T,), (T, d)
+        sd = residual_sd(model.error, ipred, a, b)
+        G = jnp.where(m[:, None], G, 0.0)  # padding: its own N(0, 1) block, zero residual
+        C = G @ omega @ G.T + jnp.diag(jnp.where(m, sd**2, 1.0))
+        r = jnp.where(m, y - (ipred - G @ e), 0.0)
+        cwres = jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(C), r, lower=True)
+        iwres = jnp.where(m, (y - ipred) / sd, 0.0)
+        return f(jnp.zeros_like(e)), ipred, iwres, cwres
+
+    return jax.vmap(one)(eta, covariates, times, obs, mask)
+
+
+def plot_gof(
+    path,
+    model: NLMEModel,
+    fit,
+    data: NLMEData,
+    *,
+    title: str = "goodness of fit",
+    xlabel: str = "time",
+    ylabel: str = "observation",
+):
+    """Goodness-of-fit plots (PNG, four panels) from :func:`gof_table`: DV against PRED and
+    against IPRED (identity line), CWRES against TIME and against PRED (lines at 0 and
+    +/-2).  ``fit``: a :class:`LaplaceFit` or a params dict, as for :func:`gof_table`.
+    Returns ``path``."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
+    table = gof_table(model, fit, data)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7.5), constrained_layout=True)
+    dv, pred, ipred, cwres = (table[k] for k in ("DV", "PRED", "IPRED", "CWRES"))
+    lo = min(dv.min(), pred.min(), ipred.min())
+    hi = max(dv.max(), pred.max(), ipred.max())
+    for ax, x, name in ((axes[0, 0], pred, "PRED"), (axes[0, 1], ipred, "IPRED")):
+        ax.scatter(x, dv, s=10, color="0.3", alpha=0.6)
+        ax.plot([lo, hi], [lo, hi], color="tab:red", lw=1)
+        ax.set_xlabel(f"{name} ({ylabel})")
+        ax.set_ylabel(f"DV ({ylabel})")
+        ax.set_title(f"DV vs {name}")
+    right = (
+        (axes[1, 0], table["TIME"], xlabel, "TIME"),
+        (axes[1, 1], pred, f"PRED ({ylabel})", "PRED"),
+    )
+    for ax, x, label, name in right:
+        ax.scatter(x, cwres, s=10, color="0.3", alpha=0.6)
+        ax.axhline(0.0, color="tab:red", lw=1)
+        for v in (-2.0, 2.0):
+            ax.axhline(v, color="tab:blue", lw=1, ls="--")
+        ax.set_xlabel(label)
+        ax.set_ylabel("CWRES")
+        ax.set_title(f"CWRES vs {name}")
+    fig.suptitle(
+        f"{title} ({len(dv)} observations; CWRES mean {cwres.mean():.2f}, SD {cwres.std():.2f})"
+    )
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return path
