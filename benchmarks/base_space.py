@@ -1,19 +1,23 @@
 """Posterior sampling with a learned prior: NUTS in the prior's base space against NUTS on x.
 
-The demo's inpainting task (issue 17): a digits oscillation-HGF prior (64 pixels), a NumPyro
-model ``x ~ prior``, ``y ~ N(x, sigma_y^2)`` on half of the pixels, sampled by
+The demo's inpainting task (issue 17): a learned prior on the 64 digit pixels (``--prior``:
+the oscillation HGF ``hgf``, a VP ``diffusion`` prior or a RealNVP normalizing ``flow``), a
+NumPyro model ``x ~ prior``, ``y ~ N(x, sigma_y^2)`` on half of the pixels, sampled by
 :func:`numpyro_hgf.infer.run_nuts` twice with the same key and settings:
 
 * ``base``: ``base_space=True`` (the default): ``z ~ base``, ``x = T(z)`` a deterministic site,
   the same likelihood on ``x``; exact by the change of variables, no trace;
-* ``x``: ``base_space=False``: NUTS on ``x`` with the exact-trace ODE ``log_prob``.
+* ``x``: ``base_space=False``: NUTS on ``x`` with the exact ``log_prob`` (for the ODE priors
+  the exact-trace ODE density; for the flow its closed-form log-determinant).
 
-Both use the prior's RK4 solver with ``--nfe`` evaluations.  Reported: wall time of a second
+The ODE priors use RK4 with ``--nfe`` evaluations.  Reported: wall time of a second
 call (compiled programs reused; new key), microseconds per gradient, gradients per minimum
 ESS, min-ESS/s over the 64 pixels (``arviz.ess``), and the agreement of the two posteriors:
 median |mean difference| in posterior sd and an MMD permutation test on the draws.
 
-    .venv/bin/python benchmarks/base_space.py            # ~5 min on 2 CPU cores
+    .venv/bin/python benchmarks/base_space.py                     # ~7 min on 2 CPU cores
+    .venv/bin/python benchmarks/base_space.py --prior diffusion
+    .venv/bin/python benchmarks/base_space.py --prior flow
 """
 
 from __future__ import annotations
@@ -32,12 +36,26 @@ from numpyro_hgf.distributions import HGFPrior
 from numpyro_hgf.samplers.ode import ODESolver
 
 
-def train_prior(steps: int, key):
+def train_prior(kind: str, steps: int, nfe: int, key):
+    """The ``kind`` prior fitted to the training digits (scaled to [-1, 1])."""
     images = nh.datasets.digits("train", form="scaled").images.reshape(-1, 64)
-    return nh.train.fit_velocity(
-        nh.paths.OscillationPath(), images, hidden=(128, 128), steps=steps, key=key,
-        progress=False,
-    )  # fmt: skip
+    solver = ODESolver("rk4", nfe=nfe)
+    if kind == "hgf":
+        trained = nh.train.fit_velocity(
+            nh.paths.OscillationPath(), images, hidden=(128, 128), steps=steps, key=key,
+            progress=False,
+        )  # fmt: skip
+        return HGFPrior(
+            trained.velocity, trained.params, trained.path, trace="exact", solver=solver
+        )
+    if kind == "diffusion":
+        return nh.train.fit_diffusion(
+            nh.paths.VPSDE(), images, hidden=(128, 128), steps=steps, key=key, progress=False,
+            trace="exact", solver=solver, sample_solver=solver,
+        )  # fmt: skip
+    return nh.train.fit_flow(
+        "realnvp", images, num_layers=4, hidden=(128, 128), steps=steps, key=key, progress=False
+    )
 
 
 def mmd_permutation_p(a, b, num_permutations: int, key) -> float:
@@ -76,6 +94,7 @@ def run(prior, y, mask, sigma_y, base_space: bool, args, key):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--prior", choices=("hgf", "diffusion", "flow"), default="hgf")
     p.add_argument("--train-steps", type=int, default=1500)
     p.add_argument("--nfe", type=int, default=8)
     p.add_argument("--chains", type=int, default=2)
@@ -84,11 +103,7 @@ def main(argv=None):
     p.add_argument("--permutations", type=int, default=200)
     args = p.parse_args(argv)
     k_train, k_mask, k_noise, k_nuts, k_perm = jax.random.split(jax.random.key(0), 5)
-    trained = train_prior(args.train_steps, k_train)
-    prior = HGFPrior(
-        trained.velocity, trained.params, trained.path, trace="exact",
-        solver=ODESolver("rk4", nfe=args.nfe),
-    )  # fmt: skip
+    prior = train_prior(args.prior, args.train_steps, args.nfe, k_train)
     truth = nh.datasets.digits("test", form="scaled").images.reshape(-1, 64)[7]
     mask = jax.random.uniform(k_mask, (64,)) < 0.5
     sigma_y = 0.3
@@ -101,11 +116,12 @@ def main(argv=None):
     p_mmd = mmd_permutation_p(
         jnp.asarray(base["x"][thin]), jnp.asarray(xs["x"][thin]), args.permutations, k_perm
     )
-    print(f"inpainting, 64-d digits HGF (oscillation), RK4 nfe {args.nfe}, {args.chains} "
+    solver = "" if args.prior == "flow" else f", RK4 nfe {args.nfe}"
+    print(f"inpainting, 64-d digits, {type(prior).__name__}{solver}, {args.chains} "
           f"chains x ({args.warmup} + {args.samples}); {jax.devices()[0].platform}")  # fmt: skip
     print("| space | wall s | us/grad | grads/min-ESS | min-ESS/s |")
     print("|---|---|---|---|---|")
-    for name, r in (("base (default)", base), ("x, exact trace", xs)):
+    for name, r in (("base (default)", base), ("x, exact log_prob", xs)):
         print(
             f"| {name} | {r['wall']:.1f} | {r['us_per_grad']:.0f} | "
             f"{r['grads_per_ess']:.1f} | {r['ess_per_s']:.2f} |"
