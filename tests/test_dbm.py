@@ -299,3 +299,30 @@ def test_fit_dbm_raises_the_likelihood_and_the_bound(prototypes):
     # the two-cluster data have about log 2 + 8 H(0.05) = 2.28 nats, independence 3.97;
     # measured: bound -3.10, exact -3.10
     assert bound > baseline + 0.5, (bound, ll, baseline)
+
+
+# ~17 s wall on 2 cores; default suite so that CI smoke-runs the example
+def test_example_smoke(tmp_path):
+    """``examples/dbm_digits.py --smoke``: it runs, its mean-field bound is below the exact
+    log-likelihood and its AIS log Z is within 0.1 nats of the exact one, and the PNG exists."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "dbm_digits.py"
+    out = subprocess.run(
+        [sys.executable, str(example), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"NUMPYRO_HGF_PROGRESS": "0", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "dbm_samples.png").read_bytes()[:4] == b"\x89PNG"
+    text = (tmp_path / "dbm_digits.md").read_text()
+    rows = dict(re.findall(r"^\| (.+?) \| (-?\d+\.\d+) \|$", text, re.M))
+    exact, bound = float(rows["DBM 64-16-16, exact"]), float(rows["DBM 64-16-16, mean-field bound"])
+    assert bound <= exact + 1e-4 and exact > -30.0, rows
+    z_exact, z_ais = map(float, re.search(r"exact (-?[\d.]+), AIS (-?[\d.]+)", text).groups())
+    assert abs(z_ais - z_exact) < 0.1, (z_exact, z_ais)

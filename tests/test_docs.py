@@ -31,7 +31,13 @@ EXAMPLES = ROOT / "examples"
 TESTS = ROOT / "tests"
 
 # Pages whose Python blocks are runnable programs, in the order they run within a page.
-RUNNABLE = ("README.md", "docs/quickstart.md", "docs/flows.md", "docs/energy.md")
+RUNNABLE = (
+    "README.md",
+    "docs/quickstart.md",
+    "docs/flows.md",
+    "docs/energy.md",
+    "docs/boltzmann.md",
+)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -200,6 +206,11 @@ TINY = {
         "(2_000,)": "(50,)",
         "epochs=20,": "epochs=1, progress=False,",
     },
+    "docs/boltzmann.md": {
+        "epochs=20, pretrain_epochs=10,": "epochs=1, pretrain_epochs=1,",
+        "epochs=20, key=key": "epochs=1, key=key",
+        "num_betas=3000": "num_betas=50",
+    },
 }
 
 
@@ -223,7 +234,7 @@ def test_readme_example_runs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["docs/flows.md", "docs/energy.md"])
+@pytest.mark.parametrize("page", ["docs/flows.md", "docs/energy.md", "docs/boltzmann.md"])
 def test_page_example_runs(page):
     namespace: dict = {}
     exec(compile(tiny(page), page, "exec"), namespace)
