@@ -7,11 +7,21 @@ Nothing here downloads anything.
 * :func:`digits` -- scikit-learn's bundled 8x8 handwritten digits with a fixed train/test
   split, as grey levels, scaled to ``[-1, 1]`` or binarized; :func:`dequantize` turns the
   integer grey levels into continuous data for density models;
-* :func:`theophylline` and :func:`sleepstudy` -- the tables in ``numpyro_hgf/data``.
+* :func:`theophylline`, :func:`sleepstudy`, :func:`orange` and :func:`indometh` -- the
+  tables in ``numpyro_hgf/data``.
 """
 
 from numpyro_hgf.datasets.images import DIGITS_NUM_LEVELS, Digits, dequantize, digits
-from numpyro_hgf.datasets.tables import SleepStudy, Theophylline, sleepstudy, theophylline
+from numpyro_hgf.datasets.tables import (
+    Indometh,
+    Orange,
+    SleepStudy,
+    Theophylline,
+    indometh,
+    orange,
+    sleepstudy,
+    theophylline,
+)
 from numpyro_hgf.datasets.toy import (
     FLOWJAX_MOONS_ENTROPY,
     TOY2D_NAMES,
@@ -29,6 +39,8 @@ __all__ = [
     "Digits",
     "Theophylline",
     "SleepStudy",
+    "Orange",
+    "Indometh",
     "toy2d",
     "toy2d_stats",
     "standardize",
@@ -36,4 +48,6 @@ __all__ = [
     "dequantize",
     "theophylline",
     "sleepstudy",
+    "orange",
+    "indometh",
 ]

@@ -9,7 +9,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Theophylline", "SleepStudy", "theophylline", "sleepstudy"]
+__all__ = [
+    "Theophylline",
+    "SleepStudy",
+    "Orange",
+    "Indometh",
+    "theophylline",
+    "sleepstudy",
+    "orange",
+    "indometh",
+]
 
 
 class Theophylline(NamedTuple):
@@ -58,6 +67,54 @@ class SleepStudy(NamedTuple):
     subject_index: np.ndarray
     days: np.ndarray
     reaction_ms: np.ndarray
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.subject_index.max()) + 1
+
+
+class Orange(NamedTuple):
+    """Growth of five orange trees (Draper & Smith 1998; R's ``datasets::Orange``, used
+    throughout Pinheiro & Bates 2000, ch. 8).
+
+    5 trees x 7 ages = 35 rows; every field is a ``(35,)`` NumPy array.  The standard model is
+    the logistic ``Asym / (1 + exp((xmid - age) / scal))`` with a random effect on ``Asym``.
+
+    Attributes:
+      tree: int, tree id as in the file (1..5).
+      tree_index: int, 0-based contiguous index (0..4).
+      age_days: float, days since 1968-12-31.
+      circumference_mm: float, trunk circumference at breast height (mm).
+    """
+
+    tree: np.ndarray
+    tree_index: np.ndarray
+    age_days: np.ndarray
+    circumference_mm: np.ndarray
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.tree_index.max()) + 1
+
+
+class Indometh(NamedTuple):
+    """Indometacin plasma concentrations after an IV bolus (Kwan et al. 1976; R's
+    ``datasets::Indometh``, Pinheiro & Bates 2000, sec. 6.2).
+
+    6 subjects x 11 times = 66 rows; every field is a ``(66,)`` NumPy array.  The standard
+    model is bi-exponential (nlme's ``SSbiexp``).
+
+    Attributes:
+      subject: int, subject id as in the file (1..6).
+      subject_index: int, 0-based contiguous index (0..5).
+      time_h: float, time since the bolus (h).
+      conc_mcg_per_ml: float, plasma concentration (mcg/mL).
+    """
+
+    subject: np.ndarray
+    subject_index: np.ndarray
+    time_h: np.ndarray
+    conc_mcg_per_ml: np.ndarray
 
     @property
     def num_subjects(self) -> int:
@@ -116,4 +173,30 @@ def sleepstudy() -> SleepStudy:
         subject_index=_contiguous_index(subject),
         days=c["Days"].astype(np.int32),
         reaction_ms=c["Reaction"],
+    )
+
+
+def orange() -> Orange:
+    """The Orange table shipped in ``numpyro_hgf/data/orange.csv``: :class:`Orange` of
+    ``(35,)`` NumPy arrays (5 trees)."""
+    c = _read_csv("orange.csv")
+    tree = c["Tree"].astype(np.int32)
+    return Orange(
+        tree=tree,
+        tree_index=_contiguous_index(tree),
+        age_days=c["age_days"],
+        circumference_mm=c["circumference_mm"],
+    )
+
+
+def indometh() -> Indometh:
+    """The Indometh table shipped in ``numpyro_hgf/data/indometh.csv``: :class:`Indometh` of
+    ``(66,)`` NumPy arrays (6 subjects)."""
+    c = _read_csv("indometh.csv")
+    subject = c["Subject"].astype(np.int32)
+    return Indometh(
+        subject=subject,
+        subject_index=_contiguous_index(subject),
+        time_h=c["time_h"],
+        conc_mcg_per_ml=c["conc_mcg_per_ml"],
     )
