@@ -28,6 +28,7 @@ import numpyro_hgf as nh
 from numpyro_hgf.distributions import (
     BernoulliRBM,
     BoltzmannMachine,
+    ContinuousFlow,
     DeepBeliefNet,
     DeepBoltzmannMachine,
     DequantizedCategorical,
@@ -73,6 +74,13 @@ def _ode_prior(kind):
     return DiffusionPrior(net, params, VPSDE(), eps=1e-2, solver=solver, sampler="ode")
 
 
+def _continuous_flow():
+    net = TimeMLP(hidden=(4,), out_dim=2, embed_dim=4, time_scale=1.0)
+    params = net.init(jax.random.key(3), jnp.zeros((1, 2)), jnp.zeros(()))["params"]
+    base = dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+    return ContinuousFlow(net, params, base, solver=ODESolver("rk4", nfe=8), trace="exact")
+
+
 def _layers(sizes, seed):
     rng = np.random.default_rng(seed)
     weights = [
@@ -95,11 +103,12 @@ MAKERS = {
     "bm": _bm,
     "dequantized": lambda: DequantizedCategorical(jnp.array([0.5, -0.3, 0.1])),
     "hgf": lambda: _ode_prior("hgf"),
+    "cflow": _continuous_flow,
     "diffusion": lambda: _ode_prior("diffusion"),
     "dbm": lambda: DeepBoltzmannMachine(*_layers((3, 2, 2), 4), num_gibbs_steps=3),
     "dbn": lambda: DeepBeliefNet(*_layers((3, 2, 2), 5), num_gibbs_steps=3),
 }
-CONTINUOUS = ("realnvp", "maf", "planar", "nhf", "ebm", "hgf", "diffusion")
+CONTINUOUS = ("realnvp", "maf", "planar", "nhf", "ebm", "hgf", "cflow", "diffusion")
 
 
 def _scan_model(d):

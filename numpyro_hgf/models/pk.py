@@ -16,7 +16,12 @@ kinetics; Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., ch. 3): a dose counts 
 
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
+
+from numpyro_hgf.nn import MLP
 
 __all__ = [
     "one_compartment_oral",
@@ -24,6 +29,7 @@ __all__ = [
     "one_compartment_iv",
     "dose_records",
     "power_covariates",
+    "neural_covariates",
     "linear_random_slope",
 ]
 
@@ -214,3 +220,64 @@ def power_covariates(structural, effects):
 
     with_covariates.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_covariates"
     return with_covariates
+
+
+def neural_covariates(structural, targets, covariates, *, centres, scales, hidden=(8,)):
+    """A structural model whose log parameters are shifted by a neural network of covariates.
+
+    DeepPumas-style covariate modelling: a :class:`~numpyro_hgf.nn.MLP` ``g`` of the
+    subject's standardised covariates ``z_c = (x_c - centre_c) / scale_c`` shifts each target
+    (a log parameter of ``theta``, e.g. ``"log_cl"``)::
+
+        log_cl_i = log_cl + g(z_i)_0,   i.e.  CL_i = exp(log_cl) exp(g(z_i)_0) exp(eta_CL)
+
+    replacing a fixed functional form such as :func:`power_covariates`.  The network's params
+    are the entry ``theta["covariate_net"]`` (a flax params pytree): they are population
+    parameters like any other, fitted by :func:`~numpyro_hgf.models.nlme.fit_svi` or
+    :func:`~numpyro_hgf.models.nlme.fit_laplace`.  The output layer starts at zero, so at
+    the returned initial params the model equals ``structural``.
+
+    Args:
+        structural: ``f(theta, eta, covariates, times) -> (T,)``.
+        targets: names of the log parameters of ``theta`` to shift (one output each).
+        covariates: names of the per-subject scalar covariates the network reads.
+        centres, scales: one number per covariate (e.g. the training mean and SD).
+        hidden: the network's hidden widths.
+
+    Returns:
+        ``(f, init_net)``: ``f(theta, eta, covariates, times) -> (T,)`` with the same
+        signature, and ``init_net(key) -> params`` of the network (put them in
+        ``theta["covariate_net"]``).
+    """
+    if not callable(structural):
+        raise TypeError(f"structural: expected a callable, got {type(structural).__name__}")
+    targets, covariates = tuple(targets), tuple(covariates)
+    for name, names in (("targets", targets), ("covariates", covariates)):
+        if not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{name}: expected a non-empty sequence of names, got {names!r}")
+    centres = tuple(float(c) for c in centres)
+    scales = tuple(float(s) for s in scales)
+    if len(centres) != len(covariates) or len(scales) != len(covariates):
+        raise ValueError(
+            f"centres, scales: expected one per covariate ({len(covariates)}), got "
+            f"{len(centres)} and {len(scales)}"
+        )
+    if not all(s > 0 and math.isfinite(s) for s in scales):
+        raise ValueError(f"scales: expected positive finite numbers, got {scales!r}")
+    net = MLP(hidden, len(targets), activation=jax.nn.tanh, zero_init_output=True)
+
+    def with_network(theta, eta, covariates_i, times):
+        z = jnp.stack(
+            [(covariates_i[c] - m) / s for c, m, s in zip(covariates, centres, scales, strict=True)]
+        )
+        shift = net.apply({"params": theta["covariate_net"]}, z)
+        shifted = dict(theta)
+        for j, key in enumerate(targets):
+            shifted[key] = theta[key] + shift[j]
+        return structural(shifted, eta, covariates_i, times)
+
+    def init_net(key):
+        return net.init(key, jnp.zeros((len(covariates),)))["params"]
+
+    with_network.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_network"
+    return with_network, init_net
