@@ -36,10 +36,10 @@ from numpyro_hgf.distributions import HGFPrior
 from numpyro_hgf.samplers.ode import ODESolver
 
 
-def train_prior(kind: str, steps: int, nfe: int, key):
+def train_prior(kind: str, steps: int, nfe: int, key, spacing: str = "uniform"):
     """The ``kind`` prior fitted to the training digits (scaled to [-1, 1])."""
     images = nh.datasets.digits("train", form="scaled").images.reshape(-1, 64)
-    solver = ODESolver("rk4", nfe=nfe)
+    solver = ODESolver("rk4", nfe=nfe, spacing=spacing)
     if kind == "hgf":
         trained = nh.train.fit_velocity(
             nh.paths.OscillationPath(), images, hidden=(128, 128), steps=steps, key=key,
@@ -95,7 +95,12 @@ def run(prior, y, mask, sigma_y, base_space: bool, args, key):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--prior", choices=("hgf", "diffusion", "flow"), default="hgf")
-    p.add_argument("--train-steps", type=int, default=1500)
+    p.add_argument(
+        "--train-steps", type=int, default=None, help="default: 20000 for diffusion, else 1500"
+    )
+    p.add_argument(
+        "--spacing", choices=("uniform", "log"), default="uniform", help="ODE step spacing"
+    )
     p.add_argument("--nfe", type=int, default=8)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--warmup", type=int, default=300)
@@ -103,7 +108,8 @@ def main(argv=None):
     p.add_argument("--permutations", type=int, default=200)
     args = p.parse_args(argv)
     k_train, k_mask, k_noise, k_nuts, k_perm = jax.random.split(jax.random.key(0), 5)
-    prior = train_prior(args.prior, args.train_steps, args.nfe, k_train)
+    steps = args.train_steps or (20_000 if args.prior == "diffusion" else 1500)
+    prior = train_prior(args.prior, steps, args.nfe, k_train, args.spacing)
     truth = nh.datasets.digits("test", form="scaled").images.reshape(-1, 64)[7]
     mask = jax.random.uniform(k_mask, (64,)) < 0.5
     sigma_y = 0.3
@@ -116,7 +122,7 @@ def main(argv=None):
     p_mmd = mmd_permutation_p(
         jnp.asarray(base["x"][thin]), jnp.asarray(xs["x"][thin]), args.permutations, k_perm
     )
-    solver = "" if args.prior == "flow" else f", RK4 nfe {args.nfe}"
+    solver = "" if args.prior == "flow" else f", RK4 nfe {args.nfe} ({args.spacing})"
     print(f"inpainting, 64-d digits, {type(prior).__name__}{solver}, {args.chains} "
           f"chains x ({args.warmup} + {args.samples}); {jax.devices()[0].platform}")  # fmt: skip
     print("| space | wall s | us/grad | grads/min-ESS | min-ESS/s |")

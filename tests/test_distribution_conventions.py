@@ -347,3 +347,17 @@ def test_float64_sample_and_log_prob(name):
     if name == "nhf":
         lp32 = d32.joint_log_prob(jnp.concatenate([x, x], axis=-1))
     np.testing.assert_allclose(np.asarray(lp64), np.asarray(lp32), rtol=1e-4, atol=1e-4)
+
+
+def test_with_solver_swaps_only_the_solver():
+    d = _continuous_flow()
+    accurate = d.with_solver(ODESolver("tsit5", rtol=1e-8, atol=1e-8))
+    assert accurate.solver == ODESolver("tsit5", rtol=1e-8, atol=1e-8)
+    assert accurate.sample_solver == d.sample_solver and accurate.params is d.params
+    both = d.with_solver("heun", sample_solver=ODESolver("euler", nfe=4))
+    assert both.solver == ODESolver("heun") and both.sample_solver == ODESolver("euler", nfe=4)
+    x = jnp.array([[0.3, -0.4], [1.0, 0.2]])
+    # a tame 2-d field: RK4 with 2 steps already agrees with the accurate solve
+    np.testing.assert_allclose(d.log_prob(x), accurate.log_prob(x), atol=1e-3)
+    with pytest.raises(TypeError, match="solver: expected an ODESolver"):
+        d.with_solver(3)

@@ -275,6 +275,19 @@ class ContinuousFlow(dist.Distribution):
         data = tuple(key if n == "probe_key" else v for n, v in zip(names, data, strict=True))
         return type(self).tree_unflatten(aux, data)
 
+    def with_solver(self, solver=None, sample_solver=None):
+        """The same flow with another ``solver`` (``log_prob`` and the ODE map) and/or
+        ``sample_solver`` (an :class:`~numpyro_hgf.samplers.ode.ODESolver` or a solver name;
+        ``None`` keeps the current one).  A ``DiffusionPrior``'s own sampler is unchanged."""
+        data, aux = self.tree_flatten()
+        names = type(self).gather_pytree_aux_fields()
+        new = {"solver": solver, "sample_solver": sample_solver}
+        aux = tuple(
+            ODESolver.of(new[n]) if new.get(n) is not None else v
+            for n, v in zip(names, aux, strict=True)
+        )
+        return type(self).tree_unflatten(aux, data)
+
     @property
     def param_batch_shape(self) -> tuple[int, ...]:
         """Leading dims of the params beyond the network's own (``()`` for one flow): what
