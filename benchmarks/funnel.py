@@ -112,6 +112,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=10_000, help="SVI steps of every guide")
     p.add_argument("--starts", type=int, default=1, help="fit_flow_guide starts")
     p.add_argument("--skip", nargs="*", default=(), help="method names to skip")
+    p.add_argument("--only", default=None, help="run only the methods whose name has this")
     args = p.parse_args(argv)
     key = jax.random.key(0)
     methods = {
@@ -139,7 +140,7 @@ def main(argv=None):
           "| total s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for name, method in methods.items():
-        if any(s in name for s in args.skip):
+        if any(s in name for s in args.skip) or (args.only and args.only not in name):
             continue
         start = time.perf_counter()
         r = method()
