@@ -38,6 +38,7 @@ from numpyro_hgf.models.nlme.events import (
     theophylline_events,
 )
 from numpyro_hgf.models.nlme.inference import (
+    NewtonGuide,
     SVIResult,
     fit_nuts,
     fit_svi,
@@ -79,6 +80,7 @@ __all__ = [
     "fit_laplace",
     "numpyro_model",
     "fit_svi",
+    "NewtonGuide",
     "fit_nuts",
     "importance_log_likelihood",
     "guide_moments",
