@@ -56,6 +56,65 @@ def test_two_doses_equal_the_sum_of_shifted_single_doses():
     )
 
 
+def depot_input_ode(ka, ke, v, doses, t):
+    """SciPy's ODE solve of depot -> central with zero-order inputs ``(time, amt, rate)``."""
+    from scipy.integrate import solve_ivp
+
+    def rhs(s, y):
+        inflow = sum(r for (t0, a, r) in doses if t0 <= s < t0 + a / r)
+        return [inflow - ka * y[0], ka * y[0] - ke * y[1]]
+
+    stops = sorted({0.0, *(t0 for t0, _, _ in doses), *(t0 + a / r for t0, a, r in doses)})
+    ys, y = [], [0.0, 0.0]
+    grid = np.asarray(t, np.float64)
+    for a, b in zip(stops, [*stops[1:], grid.max() + 1e-9], strict=True):
+        sol = solve_ivp(rhs, (a, b), y, rtol=1e-11, atol=1e-12, dense_output=True)
+        inside = (grid >= a) & (grid < b)
+        ys.append((grid[inside], sol.sol(grid[inside])[1] / v))
+        y = sol.y[:, -1]
+    out = np.zeros_like(grid)
+    for g, c in ys:
+        out[np.searchsorted(grid, g)] = c
+    return out
+
+
+@pytest.mark.parametrize("ka", [1.5, 2.8 / 32.0 * (1 + 1e-9)])  # general and ka = ke limit
+def test_oral_zero_order_input_equals_an_ode_solve(ka):
+    """RATE > 0 on an oral dose: a zero-order input into the depot over AMT / RATE h (was
+    silently a bolus).  Two inputs (300 mg over 2 h, 150 mg over 6 h from 8 h) against
+    SciPy's solve of the two-compartment ODE; the inputs tend to the bolus as RATE grows."""
+    theta = dict(THETA, log_ka=math.log(ka))
+    ke, v = 2.8 / 32.0, 32.0
+    with jax.enable_x64(True):
+        t = jnp.linspace(0.0, 30.0, 61, dtype=jnp.float64)
+    cov = {
+        "dose_time": jnp.array([0.0, 8.0]),
+        "dose_amt": jnp.array([300.0, 150.0]),
+        "dose_rate": jnp.array([150.0, 25.0]),
+    }
+    with jax.enable_x64(True):
+        got = pk.one_compartment_oral_doses(theta, jnp.zeros(3), cov, t)
+        expected = depot_input_ode(ka, ke, v, [(0.0, 300.0, 150.0), (8.0, 150.0, 25.0)], t)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+        fast = cov | {"dose_rate": jnp.array([1e7, 1e7])}
+        bolus = cov | {"dose_rate": jnp.zeros(2)}
+        np.testing.assert_allclose(
+            pk.one_compartment_oral_doses(theta, jnp.zeros(3), fast, t),
+            pk.one_compartment_oral_doses(theta, jnp.zeros(3), bolus, t),
+            rtol=1e-4,  # the input lasts 3e-5 h: a relative shift of about ka * 1.5e-5
+            atol=1e-8,
+        )
+        # differs from the bolus it used to be: lower peak (7.68 vs 7.86), later
+        as_bolus = pk.one_compartment_oral_doses(theta, jnp.zeros(3), bolus, t)
+        first = t < 8.0
+        assert float(jnp.max(got[first])) < 0.99 * float(jnp.max(as_bolus[first]))
+        if ka > 1.0:  # the first dose's peak: 3.5 h against 2 h (slow ka: both still rising)
+            assert int(jnp.argmax(got[first])) > int(jnp.argmax(as_bolus[first]))
+        grad = jax.grad(lambda r: pk.one_compartment_oral_doses(
+            theta, jnp.zeros(3), cov | {"dose_rate": r}, t).sum())(cov["dose_rate"])  # fmt: skip
+        assert np.all(np.isfinite(np.asarray(grad)))
+
+
 IV_THETA = {"log_cl": math.log(3.0), "log_v": math.log(20.0)}
 
 

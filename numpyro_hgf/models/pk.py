@@ -70,6 +70,30 @@ def _oral_unit(ka, ke, v, tau):
     return jnp.where(close, limit, general)
 
 
+def _oral_infusion_unit(ka, ke, v, tau, t_inf):
+    """Zero-order input of rate 1 into the depot over ``[0, t_inf]`` (``tau >= 0``)::
+
+        int_0^u u_1(tau - s) ds,   u = min(tau, t_inf),   u_1 the unit curve of _oral_unit
+          = ka / (V (ka - ke)) [g(ke) - g(ka)],   g(k) = exp(-k (tau - u)) (1 - exp(-k u)) / k
+
+    (each factor <= 1, so no overflow); the ``ka = ke`` limit is
+    ``[(tau - u + 1/ke) exp(-ke (tau - u)) - (tau + 1/ke) exp(-ke tau)] / V``.
+    """
+    u = jnp.minimum(tau, t_inf)
+    rest = tau - u
+
+    def g(k):
+        return jnp.exp(-k * rest) * (-jnp.expm1(-k * u)) / k
+
+    diff = ka - ke
+    close = jnp.abs(diff) < 1e-7 * ke
+    safe = jnp.where(close, 1.0, diff)
+    general = ka / (v * safe) * (g(ke) - g(ka))
+    inv = 1.0 / ke
+    limit = ((rest + inv) * jnp.exp(-ke * rest) - (tau + inv) * jnp.exp(-ke * tau)) / v
+    return jnp.where(close, limit, general)
+
+
 def dose_records(covariates) -> dict:
     """The ``(D,)`` dose records of one subject with defaults filled in.
 
@@ -109,7 +133,10 @@ def one_compartment_oral_doses(theta, eta, covariates, times):
         u(tau) = ka / (V (ka - ke)) (exp(-ke tau) - exp(-ka tau))
 
     (Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., eq. 1.62 and ch. 3, superposition).
-    Every dose goes to the depot as a bolus: ``dose_rate`` is ignored.
+    Every dose goes to the depot: a bolus when its ``dose_rate`` is 0, else a zero-order
+    input of rate ``R`` over ``A / R`` hours (e.g. a controlled-release formulation), whose
+    curve is the integral of ``R u(tau - s)`` over the input (it tends to the bolus as
+    ``R -> inf``).
 
     Args:
         theta: dict with scalars ``log_ka`` (1/h), ``log_cl`` (L/h), ``log_v`` (L).
@@ -126,7 +153,12 @@ def one_compartment_oral_doses(theta, eta, covariates, times):
     v = jnp.exp(theta["log_v"] + eta[2])
     doses = dose_records(covariates)
     tau, active = _shifted(doses, times)
-    conc = doses["amt"][None, :] * _oral_unit(ka, cl / v, v, tau)
+    rate = doses["rate"]
+    zero_order = rate > 0
+    t_inf = jnp.where(zero_order, doses["amt"] / jnp.where(zero_order, rate, 1.0), 0.0)
+    bolus = doses["amt"][None, :] * _oral_unit(ka, cl / v, v, tau)
+    spread = rate[None, :] * _oral_infusion_unit(ka, cl / v, v, tau, t_inf[None, :])
+    conc = jnp.where(zero_order[None, :], spread, bolus)
     return jnp.sum(jnp.where(active, conc, 0.0), axis=1)
 
 
