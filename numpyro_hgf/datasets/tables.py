@@ -176,27 +176,20 @@ def sleepstudy() -> SleepStudy:
     )
 
 
+def _grouped_table(cls, filename: str, id_column: str, *columns: str):
+    """``cls(ids, contiguous index, *columns)`` from a shipped CSV, in the file's row order."""
+    c = _read_csv(filename)
+    ids = c[id_column].astype(np.int32)
+    return cls(ids, _contiguous_index(ids), *(c[name] for name in columns))
+
+
 def orange() -> Orange:
     """The Orange table shipped in ``numpyro_hgf/data/orange.csv``: :class:`Orange` of
     ``(35,)`` NumPy arrays (5 trees)."""
-    c = _read_csv("orange.csv")
-    tree = c["Tree"].astype(np.int32)
-    return Orange(
-        tree=tree,
-        tree_index=_contiguous_index(tree),
-        age_days=c["age_days"],
-        circumference_mm=c["circumference_mm"],
-    )
+    return _grouped_table(Orange, "orange.csv", "Tree", "age_days", "circumference_mm")
 
 
 def indometh() -> Indometh:
     """The Indometh table shipped in ``numpyro_hgf/data/indometh.csv``: :class:`Indometh` of
     ``(66,)`` NumPy arrays (6 subjects)."""
-    c = _read_csv("indometh.csv")
-    subject = c["Subject"].astype(np.int32)
-    return Indometh(
-        subject=subject,
-        subject_index=_contiguous_index(subject),
-        time_h=c["time_h"],
-        conc_mcg_per_ml=c["conc_mcg_per_ml"],
-    )
+    return _grouped_table(Indometh, "indometh.csv", "Subject", "time_h", "conc_mcg_per_ml")
