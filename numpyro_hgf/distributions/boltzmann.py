@@ -146,9 +146,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
         log_normalizer=None,
         validate_args=None,
     ):
-        W = jnp.asarray(W)
-        if not jnp.issubdtype(W.dtype, jnp.floating):
-            W = W.astype(jnp.float32)
+        W = self._float_weights(W)
         if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
             raise ValueError(f"W: expected a square (d, d) matrix, got an array of shape {W.shape}")
         d = W.shape[0]

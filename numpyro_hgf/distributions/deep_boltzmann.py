@@ -39,7 +39,7 @@ from numpyro_hgf._checks import (
 from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
 from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
-from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS, log_odds
+from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS
 from numpyro_hgf.nn.deep_boltzmann import (
     dbm_enumerated_units,
     dbm_interpolated_params,
@@ -49,7 +49,7 @@ from numpyro_hgf.nn.deep_boltzmann import (
     dbm_mean_field_bound_unnormalized,
     dbm_unnormalized_log_prob,
 )
-from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling, piecewise_linear_betas
+from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling
 from numpyro_hgf.samplers.block_gibbs import dbm_gibbs_sweep
 
 __all__ = ["DeepBoltzmannMachine", "dbm_log_normalizer_ais", "check_layer_params", "each_of"]
@@ -373,35 +373,11 @@ class DeepBoltzmannMachine(UnnormalizedDistribution):
                     f"and needs k <= {EXACT_MAX_UNITS}, got layer sizes {self.layer_sizes} "
                     f"(k={k}); use method='ais'"
                 )
-            log_z = _exact_log_z(self.params)
-            if return_result:
-                zero = jnp.zeros((), log_z.dtype)
-                return AISResult(log_z, jnp.zeros((1,), log_z.dtype), None, zero)
-            return log_z
-        if key is None:
-            raise TypeError("key: expected a jax.random key for method='ais', got None")
-        num_chains = check_positive_int("num_chains", num_chains)
-        if betas is None:
-            num_betas = check_positive_int("num_betas", num_betas)
-            if num_betas < 2:
-                raise ValueError(f"num_betas: expected at least 2, got {num_betas}")
-            betas = piecewise_linear_betas(num_betas)
-        V = self.layer_sizes[0]
-        if base_visible_bias is None and data is not None:
-            data = jnp.asarray(data)
-            check_event_shape("data", data, self.event_shape)
-            check_binary("data", data)
-            data = data.reshape(-1, V)
-            base_visible_bias = log_odds((jnp.sum(data, axis=0) + 0.5) / (data.shape[0] + 1.0))
-        if base_visible_bias is not None:
-            base_visible_bias = jnp.asarray(base_visible_bias, self.weights[0].dtype)
-            if base_visible_bias.shape != (V,):
-                raise ValueError(
-                    f"base_visible_bias: expected shape ({V},), got {base_visible_bias.shape}"
-                )
-        res = _ais_log_z(
-            self.params, key, base_visible_bias, jnp.asarray(betas), num_chains=num_chains
+            return self._exact_result(_exact_log_z(self.params), return_result)
+        num_chains, betas, base_visible_bias = self._ais_arguments(
+            key, num_chains, num_betas, betas, data, base_visible_bias, self.weights[0].dtype
         )
+        res = _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
         return res if return_result else res.log_normalizer_ratio
 
     # -- sampling --------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from numpyro.distributions import constraints
 from numpyro_hgf._checks import (
     check_binary,
     check_choice,
-    check_event_shape,
     check_finite,
     check_positive_int,
 )
@@ -57,7 +56,7 @@ from numpyro_hgf.nn.boltzmann import (  # noqa: F401  (rbm_hidden_probs, ...: th
     rbm_mean_field_visible,
     rbm_visible_probs,
 )
-from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling, piecewise_linear_betas
+from numpyro_hgf.samplers.ais import AISResult, annealed_importance_sampling
 from numpyro_hgf.samplers.block_gibbs import rbm_gibbs_sweep  # noqa: F401
 
 __all__ = ["BernoulliRBM", "rbm_log_normalizer_ais"]
@@ -196,9 +195,7 @@ class BernoulliRBM(UnnormalizedDistribution):
         log_normalizer=None,
         validate_args=None,
     ):
-        W = jnp.asarray(W)
-        if not jnp.issubdtype(W.dtype, jnp.floating):
-            W = W.astype(jnp.float32)
+        W = self._float_weights(W)
         if W.ndim != 2:
             raise ValueError(f"W: expected a (V, H) matrix, got an array of shape {W.shape}")
         V, H = W.shape
@@ -306,36 +303,11 @@ class BernoulliRBM(UnnormalizedDistribution):
                     f"{EXACT_MAX_UNITS}, got V={self.num_visible}, H={self.num_hidden}; "
                     "use method='ais'"
                 )
-            log_z = _exact_log_z(self.params)
-            if return_result:
-                zero = jnp.zeros((), log_z.dtype)
-                return AISResult(log_z, jnp.zeros((1,), log_z.dtype), None, zero)
-            return log_z
-        if key is None:
-            raise TypeError("key: expected a jax.random key for method='ais', got None")
-        num_chains = check_positive_int("num_chains", num_chains)
-        if betas is None:
-            num_betas = check_positive_int("num_betas", num_betas)
-            if num_betas < 2:
-                raise ValueError(f"num_betas: expected at least 2, got {num_betas}")
-            betas = piecewise_linear_betas(num_betas)
-        if base_visible_bias is None and data is not None:
-            data = jnp.asarray(data)
-            check_event_shape("data", data, self.event_shape)
-            check_binary("data", data)
-            data = data.reshape(-1, self.num_visible)
-            p = (jnp.sum(data, axis=0) + 0.5) / (data.shape[0] + 1.0)
-            base_visible_bias = log_odds(p)
-        if base_visible_bias is not None:
-            base_visible_bias = jnp.asarray(base_visible_bias, self.W.dtype)
-            if base_visible_bias.shape != (self.num_visible,):
-                raise ValueError(
-                    f"base_visible_bias: expected shape ({self.num_visible},), got "
-                    f"{base_visible_bias.shape}"
-                )
-        res = _ais_log_z(
-            self.params, key, base_visible_bias, jnp.asarray(betas), num_chains=num_chains
+            return self._exact_result(_exact_log_z(self.params), return_result)
+        num_chains, betas, base_visible_bias = self._ais_arguments(
+            key, num_chains, num_betas, betas, data, base_visible_bias, self.W.dtype
         )
+        res = _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
         return res if return_result else res.log_normalizer_ratio
 
     # -- sampling ------------------------------------------------------------------------

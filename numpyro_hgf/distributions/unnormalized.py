@@ -35,9 +35,10 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import validate_sample
 
-from numpyro_hgf._checks import check_event_shape, check_positive_int, is_concrete
+from numpyro_hgf._checks import check_binary, check_event_shape, check_positive_int, is_concrete
 from numpyro_hgf.flows._batched_params import map_over_param_batch, sample_over_param_batch
-from numpyro_hgf.samplers.ais import AISResult
+from numpyro_hgf.nn.boltzmann import log_odds
+from numpyro_hgf.samplers.ais import AISResult, piecewise_linear_betas
 
 __all__ = ["UnnormalizedDistribution"]
 
@@ -115,6 +116,49 @@ class UnnormalizedDistribution(Distribution):
         return sample_over_param_batch(self, self.param_batch_shape, fn, key, sample_shape)
 
     # -- the shared protocol ---------------------------------------------------------------------
+    @staticmethod
+    def _exact_result(log_z, return_result: bool):
+        """``log Z`` of an exact method, or as an ``AISResult`` (one sample, ``stderr`` 0)."""
+        if not return_result:
+            return log_z
+        zero = jnp.zeros((), log_z.dtype)
+        return AISResult(log_z, jnp.zeros((1,), log_z.dtype), None, zero)
+
+    def _ais_arguments(self, key, num_chains, num_betas, betas, data, base_visible_bias, dtype):
+        """Checked ``(num_chains, betas, base_visible_bias)`` of a machine's
+        ``log_normalizer("ais", ...)``; the base biases from ``data`` are its smoothed log-odds
+        (the "base-rate" model of Salakhutdinov & Murray 2008), ``None`` if neither is given."""
+        if key is None:
+            raise TypeError("key: expected a jax.random key for method='ais', got None")
+        num_chains = check_positive_int("num_chains", num_chains)
+        if betas is None:
+            num_betas = check_positive_int("num_betas", num_betas)
+            if num_betas < 2:
+                raise ValueError(f"num_betas: expected at least 2, got {num_betas}")
+            betas = piecewise_linear_betas(num_betas)
+        num_visible = self.event_shape[-1]
+        if base_visible_bias is None and data is not None:
+            data = jnp.asarray(data)
+            check_event_shape("data", data, self.event_shape)
+            check_binary("data", data)
+            data = data.reshape(-1, num_visible)
+            p = (jnp.sum(data, axis=0) + 0.5) / (data.shape[0] + 1.0)
+            base_visible_bias = log_odds(p)
+        if base_visible_bias is not None:
+            base_visible_bias = jnp.asarray(base_visible_bias, dtype)
+            if base_visible_bias.shape != (num_visible,):
+                raise ValueError(
+                    f"base_visible_bias: expected shape ({num_visible},), got "
+                    f"{base_visible_bias.shape}"
+                )
+        return num_chains, jnp.asarray(betas), base_visible_bias
+
+    @staticmethod
+    def _float_weights(W):
+        """``W`` as a JAX array, integer or boolean entries cast to float32."""
+        W = jnp.asarray(W)
+        return W if jnp.issubdtype(W.dtype, jnp.floating) else W.astype(jnp.float32)
+
     @staticmethod
     def _check_log_normalizer(log_z, dtype=None):
         """``None``, or a finite scalar (an :class:`AISResult` gives its estimate)."""
