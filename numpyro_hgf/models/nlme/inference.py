@@ -76,8 +76,6 @@ def numpyro_model(
     observations are ``obs`` (masked ``Normal``, event ``(T,)``).
     """
     init = model.init_params({}) if init is None else init
-    theta_init = init["theta"]
-    a0, b0 = model.sigmas(init)
 
     def site(name, value, constraint=constraints.real):
         if priors is None:
@@ -93,19 +91,17 @@ def numpyro_model(
             )
         return numpyro.sample(name, priors[name])
 
-    theta = {k: site(f"theta_{k}", v) for k, v in theta_init.items()}
-    omega_sd = site("omega_sd", jnp.exp(init["log_omega_sd"]), constraints.positive)
+    values = {name: site(name, v, c) for name, (v, c) in _param_sites(model, init).items()}
+    theta = {k: values[f"theta_{k}"] for k in init["theta"]}
+    omega_sd = values["omega_sd"]
     if model.omega == "full":
-        corr0 = CorrCholeskyTransform()(init["omega_corr"])
-        corr = site("omega_corr", corr0, constraints.corr_cholesky)
-        L = omega_sd[..., :, None] * corr
+        L = omega_sd[..., :, None] * values["omega_corr"]
     else:
         L = omega_sd[..., None] * jnp.eye(model.eta_dim)
     pop = {"theta": theta}
-    if model.error in ("additive", "combined"):
-        pop["log_sigma_add"] = jnp.log(site("sigma_add", a0, constraints.positive))
-    if model.error in ("proportional", "combined"):
-        pop["log_sigma_prop"] = jnp.log(site("sigma_prop", b0, constraints.positive))
+    for name in ("sigma_add", "sigma_prop"):
+        if name in values:
+            pop[f"log_{name}"] = jnp.log(values[name])
     a, b = model.sigmas(pop)
     N = data.num_subjects
     with numpyro.plate("subjects", N):
