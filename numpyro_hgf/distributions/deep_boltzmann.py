@@ -31,12 +31,11 @@ from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import (
     check_binary,
-    check_choice,
     check_event_shape,
     check_finite,
     check_positive_int,
 )
-from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.distributions.unnormalized import LayeredMachine
 from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.boltzmann import EXACT_MAX_UNITS
@@ -196,7 +195,7 @@ def _run_chains(params, key, num_steps, num_chains: int):
 
 @register_model("deep_boltzmann_machine")
 @register_param_batch
-class DeepBoltzmannMachine(UnnormalizedDistribution):
+class DeepBoltzmannMachine(LayeredMachine):
     """Deep Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V`` (SH09).
 
     Args:
@@ -337,48 +336,21 @@ class DeepBoltzmannMachine(UnnormalizedDistribution):
         log_z = self.log_z if self.log_z is not None else self._exact_log_normalizer()
         return _bound(self.params, value, self.num_mean_field_iters)[0] - log_z
 
-    def log_normalizer(
-        self,
-        method: str = "exact",
-        *,
-        key=None,
-        num_chains: int = 100,
-        num_betas: int = 10_000,
-        betas=None,
-        data=None,
-        base_visible_bias=None,
-        return_result: bool = False,
-    ):
-        """``log Z``, exactly or by annealed importance sampling (:func:`dbm_log_normalizer_ais`).
-
-        Args:
-            method: ``"exact"`` (enumerate the smaller parity of the layers, <= 20 units)
-                or ``"ais"``.
-            key: ``jax.random`` key (AIS only).
-            num_chains: independent AIS runs.
-            num_betas: inverse temperatures (Salakhutdinov & Murray's schedule shape,
-                :func:`~numpyro_hgf.samplers.ais.piecewise_linear_betas`); ``betas``
-                overrides it.
-            data: optional ``(n, V)`` binary data: the base visible biases are their
-                smoothed log-odds (the "base-rate" model of SM08).
-            base_visible_bias: ``(V,)`` base visible biases (overrides ``data``; default 0).
-            return_result: return the :class:`~numpyro_hgf.samplers.ais.AISResult`.
-        """
-        check_choice("method", method, ("exact", "ais"))
-        if method == "exact":
-            k = dbm_enumerated_units(self.layer_sizes)[1]
-            if k > EXACT_MAX_UNITS:
-                raise ValueError(
-                    f"method: 'exact' enumerates 2^k states of the smaller parity of the layers "
-                    f"and needs k <= {EXACT_MAX_UNITS}, got layer sizes {self.layer_sizes} "
-                    f"(k={k}); use method='ais'"
-                )
-            return self._exact_result(_exact_log_z(self.params), return_result)
-        num_chains, betas, base_visible_bias = self._ais_arguments(
-            key, num_chains, num_betas, betas, data, base_visible_bias, self.weights[0].dtype
+    def _exact_size_error(self) -> str | None:
+        k = dbm_enumerated_units(self.layer_sizes)[1]
+        if k <= EXACT_MAX_UNITS:
+            return None
+        return (
+            f"enumerates 2^k states of the smaller parity of the layers and needs k <= "
+            f"{EXACT_MAX_UNITS}, got layer sizes {self.layer_sizes} (k={k})"
         )
-        res = _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
-        return res if return_result else res.log_normalizer_ratio
+
+    @property
+    def weight_dtype(self):
+        return self.weights[0].dtype
+
+    def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
+        return _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
 
     # -- sampling --------------------------------------------------------------------------
     def gibbs_step(self, key, layers):

@@ -39,11 +39,10 @@ from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import (
     check_binary,
-    check_choice,
     check_finite,
     check_positive_int,
 )
-from numpyro_hgf.distributions.unnormalized import UnnormalizedDistribution
+from numpyro_hgf.distributions.unnormalized import LayeredMachine, UnnormalizedDistribution
 from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.boltzmann import (  # noqa: F401  (rbm_hidden_probs, ...: their place before 0.2)
@@ -136,7 +135,7 @@ _free_energy = jax.jit(rbm_free_energy)
 
 @register_model("bernoulli_rbm")
 @register_param_batch
-class BernoulliRBM(UnnormalizedDistribution):
+class BernoulliRBM(LayeredMachine):
     """Restricted Boltzmann machine over binary visible vectors ``v ∈ {0,1}^V``.
 
     Args:
@@ -261,54 +260,20 @@ class BernoulliRBM(UnnormalizedDistribution):
             "first: rbm = rbm.with_log_normalizer(rbm.log_normalizer(method='ais', key=key))"
         )
 
-    def log_normalizer(
-        self,
-        method: str = "exact",
-        *,
-        key=None,
-        num_chains: int = 100,
-        num_betas: int = 10_000,
-        betas=None,
-        data=None,
-        base_visible_bias=None,
-        return_result: bool = False,
-    ):
-        """``log Z``, exactly or by annealed importance sampling.
-
-        Args:
-            method: ``"exact"`` (enumerate the smaller layer; ``min(V, H) <= 20``) or
-                ``"ais"`` (Salakhutdinov & Murray 2008, see :func:`rbm_log_normalizer_ais`).
-            key: ``jax.random`` key (AIS only).
-            num_chains: independent AIS runs.
-            num_betas: number of inverse temperatures, spread like Salakhutdinov &
-                Murray's schedule (1/29 of them on [0, 0.5), 8/29 on [0.5, 0.9), the rest
-                on [0.9, 1]); ``betas`` overrides it.
-            data: optional ``(n, V)`` binary data: the base visible biases are the
-                smoothed data log-odds (the "base-rate" model).  Without ``data`` and
-                ``base_visible_bias`` they are the log-odds of the model's mean-field
-                visible marginals (:func:`rbm_mean_field_visible`).
-            base_visible_bias: ``(V,)`` base visible biases (overrides ``data``).
-            return_result: return the :class:`~numpyro_hgf.samplers.ais.AISResult` (its
-                ``log_normalizer_ratio`` is ``log Z``; ``stderr`` its standard error).
-
-        Returns:
-            A scalar ``log Z`` (or the ``AISResult`` with ``return_result``; for
-            ``"exact"`` the result has ``stderr = 0`` and no samples).
-        """
-        check_choice("method", method, ("exact", "ais"))
-        if method == "exact":
-            if not self.exact_log_normalizer_available:
-                raise ValueError(
-                    f"method: 'exact' enumerates 2^min(V, H) states and needs min(V, H) <= "
-                    f"{EXACT_MAX_UNITS}, got V={self.num_visible}, H={self.num_hidden}; "
-                    "use method='ais'"
-                )
-            return self._exact_result(_exact_log_z(self.params), return_result)
-        num_chains, betas, base_visible_bias = self._ais_arguments(
-            key, num_chains, num_betas, betas, data, base_visible_bias, self.W.dtype
+    def _exact_size_error(self) -> str | None:
+        if self.exact_log_normalizer_available:
+            return None
+        return (
+            f"enumerates 2^min(V, H) states and needs min(V, H) <= {EXACT_MAX_UNITS}, got "
+            f"V={self.num_visible}, H={self.num_hidden}"
         )
-        res = _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
-        return res if return_result else res.log_normalizer_ratio
+
+    @property
+    def weight_dtype(self):
+        return self.W.dtype
+
+    def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
+        return _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
 
     # -- sampling ------------------------------------------------------------------------
     def gibbs_step(self, key, v):

@@ -35,12 +35,18 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import validate_sample
 
-from numpyro_hgf._checks import check_binary, check_event_shape, check_positive_int, is_concrete
+from numpyro_hgf._checks import (
+    check_binary,
+    check_choice,
+    check_event_shape,
+    check_positive_int,
+    is_concrete,
+)
 from numpyro_hgf.flows._batched_params import map_over_param_batch, sample_over_param_batch
 from numpyro_hgf.nn.boltzmann import log_odds
 from numpyro_hgf.samplers.ais import AISResult, piecewise_linear_betas
 
-__all__ = ["UnnormalizedDistribution"]
+__all__ = ["UnnormalizedDistribution", "LayeredMachine"]
 
 
 class UnnormalizedDistribution(Distribution):
@@ -216,3 +222,73 @@ class UnnormalizedDistribution(Distribution):
             return self.unnormalized_log_prob(value)
         log_z = self.log_z if self.log_z is not None else self._exact_log_normalizer()
         return self.unnormalized_log_prob(value) - log_z
+
+
+class LayeredMachine(UnnormalizedDistribution):
+    """Base of the layered binary machines (the RBM and the DBM): ``log Z`` by enumerating
+    the smaller parity of the layers, or by annealed importance sampling from a base-rate
+    model (Salakhutdinov & Murray 2008; Salakhutdinov & Hinton 2009, sec. 3.2).
+
+    Subclasses implement :meth:`_exact_log_normalizer`, :meth:`_exact_size_error` (why
+    ``"exact"`` cannot enumerate, or ``None``), :meth:`_ais_log_normalizer` and set
+    :attr:`weight_dtype`.
+    """
+
+    def _exact_size_error(self) -> str | None:
+        raise NotImplementedError  # abstract
+
+    def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
+        raise NotImplementedError  # abstract
+
+    @property
+    def weight_dtype(self):
+        raise NotImplementedError  # abstract
+
+    def log_normalizer(
+        self,
+        method: str = "exact",
+        *,
+        key=None,
+        num_chains: int = 100,
+        num_betas: int = 10_000,
+        betas=None,
+        data=None,
+        base_visible_bias=None,
+        return_result: bool = False,
+    ):
+        """``log Z``, exactly or by annealed importance sampling.
+
+        Args:
+            method: ``"exact"`` (enumerate the smaller parity of the layers; at most
+                ``EXACT_MAX_UNITS = 20`` units) or ``"ais"`` (Salakhutdinov & Murray 2008:
+                :func:`~numpyro_hgf.distributions.rbm.rbm_log_normalizer_ais`,
+                :func:`~numpyro_hgf.distributions.deep_boltzmann.dbm_log_normalizer_ais`).
+            key: ``jax.random`` key (AIS only).
+            num_chains: independent AIS runs.
+            num_betas: number of inverse temperatures, spread like Salakhutdinov &
+                Murray's schedule (1/29 of them on [0, 0.5), 8/29 on [0.5, 0.9), the rest
+                on [0.9, 1]; :func:`~numpyro_hgf.samplers.ais.piecewise_linear_betas`);
+                ``betas`` overrides it.
+            data: optional ``(n, V)`` binary data: the base visible biases are the
+                smoothed data log-odds (the "base-rate" model).  Without ``data`` and
+                ``base_visible_bias`` they are the model's default (the RBM: the log-odds
+                of its mean-field visible marginals; the DBM: zero).
+            base_visible_bias: ``(V,)`` base visible biases (overrides ``data``).
+            return_result: return the :class:`~numpyro_hgf.samplers.ais.AISResult` (its
+                ``log_normalizer_ratio`` is ``log Z``; ``stderr`` its standard error).
+
+        Returns:
+            A scalar ``log Z`` (or the ``AISResult`` with ``return_result``; for
+            ``"exact"`` the result has ``stderr = 0`` and no samples).
+        """
+        check_choice("method", method, ("exact", "ais"))
+        if method == "exact":
+            error = self._exact_size_error()
+            if error is not None:
+                raise ValueError(f"method: 'exact' {error}; use method='ais'")
+            return self._exact_result(self._exact_log_normalizer(), return_result)
+        num_chains, betas, base_visible_bias = self._ais_arguments(
+            key, num_chains, num_betas, betas, data, base_visible_bias, self.weight_dtype
+        )
+        res = self._ais_log_normalizer(key, base_visible_bias, betas, num_chains)
+        return res if return_result else res.log_normalizer_ratio
