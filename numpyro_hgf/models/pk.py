@@ -28,10 +28,28 @@ __all__ = [
     "one_compartment_oral_doses",
     "one_compartment_iv",
     "dose_records",
+    "log_normal_parameters",
     "power_covariates",
     "neural_covariates",
     "linear_random_slope",
 ]
+
+
+def log_normal_parameters(theta, eta, names) -> tuple:
+    """Log-normal individual parameters ``exp(theta[name_i] + eta_i)``, one per name.
+
+    ``eta: (k,)`` with ``k <= len(names)``; the names past ``k`` get no random effect.
+    """
+    eta = jnp.atleast_1d(jnp.asarray(eta))
+    if eta.ndim != 1 or eta.shape[0] > len(names):
+        raise ValueError(
+            f"eta: expected a vector of at most {len(names)} random effects (on {names}), "
+            f"got shape {eta.shape}"
+        )
+    return tuple(
+        jnp.exp(theta[name] + eta[i]) if i < eta.shape[0] else jnp.exp(theta[name])
+        for i, name in enumerate(names)
+    )
 
 
 def one_compartment_oral(theta, eta, covariates, times):
@@ -54,9 +72,7 @@ def one_compartment_oral(theta, eta, covariates, times):
     Returns:
         ``(T,)`` concentrations (mg/L).
     """
-    ka = jnp.exp(theta["log_ka"] + eta[0])
-    cl = jnp.exp(theta["log_cl"] + eta[1])
-    v = jnp.exp(theta["log_v"] + eta[2])
+    ka, cl, v = log_normal_parameters(theta, eta, ("log_ka", "log_cl", "log_v"))
     return covariates["dose"] * _oral_unit(ka, cl / v, v, times)
 
 
@@ -148,9 +164,7 @@ def one_compartment_oral_doses(theta, eta, covariates, times):
     Returns:
         ``(T,)`` concentrations (mg/L).
     """
-    ka = jnp.exp(theta["log_ka"] + eta[0])
-    cl = jnp.exp(theta["log_cl"] + eta[1])
-    v = jnp.exp(theta["log_v"] + eta[2])
+    ka, cl, v = log_normal_parameters(theta, eta, ("log_ka", "log_cl", "log_v"))
     doses = dose_records(covariates)
     tau, active = _shifted(doses, times)
     rate = doses["rate"]
@@ -185,8 +199,7 @@ def one_compartment_iv(theta, eta, covariates, times):
     Returns:
         ``(T,)`` concentrations (mg/L).
     """
-    cl = jnp.exp(theta["log_cl"] + eta[0])
-    v = jnp.exp(theta["log_v"] + eta[1])
+    cl, v = log_normal_parameters(theta, eta, ("log_cl", "log_v"))
     ke = cl / v
     doses = dose_records(covariates)
     tau, active = _shifted(doses, times)

@@ -64,7 +64,11 @@ from numpyro_hgf.models.pk import (
     one_compartment_oral_doses,
     power_covariates,
 )
-from numpyro_hgf.models.pk_ode import one_compartment_oral_ode
+from numpyro_hgf.models.pk_ode import (
+    michaelis_menten_oral_ode,
+    one_compartment_oral_ode,
+    two_compartment_oral_ode,
+)
 
 __all__ = [
     "NLMEData",
@@ -96,6 +100,8 @@ __all__ = [
     "one_compartment_oral_doses",
     "one_compartment_iv",
     "one_compartment_oral_ode",
+    "two_compartment_oral_ode",
+    "michaelis_menten_oral_ode",
     "dose_records",
     "power_covariates",
     "read_events",
