@@ -53,12 +53,16 @@ def logit_coordinates(data01, alpha: float = 1e-3) -> T.Transform:
     alpha = float(alpha)
     if not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha: expected a number in (0, 1/2), got {alpha}")
-    x = jnp.asarray(data01)
+    # the dtype is read before JAX sees the data: strings and objects fail in jnp.asarray
+    x = data01 if hasattr(data01, "dtype") else np.asarray(data01)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"data01: expected a floating array in [0, 1), got {_describe(data01)}")
+        raise TypeError(f"data01: expected a floating array in [0, 1), got {_describe(x)}")
+    x = jnp.asarray(x)
     check_finite("data01", x)
     if x.ndim < 1 or x.shape[0] < 2:
         raise ValueError(f"data01: expected at least two rows (n, *event), got shape {x.shape}")
+    if x.ndim > 1 and min(x.shape[1:]) < 1:
+        raise ValueError(f"data01: expected a non-empty event shape, got shape {x.shape}")
     if is_concrete(x) and (float(x.min()) < 0.0 or float(x.max()) >= 1.0):
         raise ValueError(
             f"data01: expected values in [0, 1) (dequantized (raw + u) / L), got the range "

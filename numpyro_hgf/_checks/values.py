@@ -18,6 +18,7 @@ __all__ = [
     "check_nonnegative_float",
     "check_positive_scalar",
     "check_positive_values",
+    "check_fraction",
     "check_choice",
     "check_hidden_sizes",
     "check_event_shape_arg",
@@ -104,6 +105,15 @@ def check_positive_values(name: str, value) -> None:
     # numpy, not jnp: inside a jit trace jnp ops on constants are staged out (tracers)
     if is_concrete(value) and not bool(np.all(np.asarray(value) > 0)):
         raise ValueError(f"{name}: expected a positive value, got {value}")
+
+
+def check_fraction(name: str, value) -> float:
+    """Return ``value`` as a ``float`` strictly inside ``(0, 1)`` (an acceptance rate, a
+    held-out share) or raise naming ``name``; strings and bools are a ``TypeError``."""
+    out = _as_float(name, value, "a number in (0, 1)")
+    if not 0.0 < out < 1.0:
+        raise ValueError(f"{name}: expected a number in (0, 1), got {value}")
+    return out
 
 
 def check_choice(name: str, value, choices: Iterable[str]) -> str:

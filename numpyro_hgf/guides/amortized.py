@@ -46,7 +46,13 @@ from numpyro.distributions.transforms import (
 )
 from numpyro.infer.autoguide import AutoGuide
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_hidden_sizes,
+    check_instance,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+)
 
 __all__ = ["AmortizedNormalGuide", "AmortizedFlowGuide"]
 
@@ -83,6 +89,10 @@ class _AmortizedGuide(AutoGuide):
         prefix: str = "amortized",
         create_plates=None,
     ):
+        check_instance("model", model, Callable, "a callable NumPyro model")
+        check_instance("prefix", prefix, str, "a string")
+        if create_plates is not None and not callable(create_plates):
+            raise TypeError(f"create_plates: expected a callable or None, got {create_plates!r}")
         if not isinstance(latent_site, str):
             raise TypeError(
                 f"latent_site: expected the name of a sample site, got {type(latent_site)}"
@@ -246,6 +256,10 @@ class _AmortizedGuide(AutoGuide):
 
         Call it with the full data (no subsampling) to get one draw per datum.
         """
+        check_key("rng_key", rng_key)
+        if not isinstance(sample_shape, tuple | list):
+            raise TypeError(f"sample_shape: expected a tuple of sizes, got {sample_shape!r}")
+        sample_shape = tuple(check_positive_int("sample_shape", n) for n in sample_shape)
         if self.prototype_trace is None:
             with handlers.seed(rng_seed=0), handlers.block():
                 self._setup_prototype(*args, **kwargs)

@@ -17,6 +17,8 @@ map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpyro
@@ -26,7 +28,12 @@ from numpyro.distributions.transforms import AffineTransform, IndependentTransfo
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_hidden_sizes,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 
 __all__ = ["AutoFlowGuide"]
 
@@ -73,9 +80,20 @@ class AutoFlowGuide(AutoContinuous):
         **flow_options,
     ):
         from numpyro_hgf.flows import FLOW_KINDS
+        from numpyro_hgf.flows.flow import _OPTIONS, _check_opts
 
-        if flow not in FLOW_KINDS:
+        check_instance("model", model, Callable, "a callable NumPyro model")
+        if not isinstance(flow, str) or flow not in FLOW_KINDS:
             raise ValueError(f"flow: expected one of {FLOW_KINDS}, got {flow!r}")
+        check_instance("prefix", prefix, str, "a string")
+        check_instance("init_loc_fn", init_loc_fn, Callable, "a numpyro.infer init strategy")
+        unknown = sorted(set(flow_options) - set(_OPTIONS[flow]))
+        if unknown:  # else only SVI.init, which builds the flow, would find them
+            raise TypeError(
+                f"flow_options: expected options of flow kind {flow!r} among "
+                f"{sorted(_OPTIONS[flow])}, got {unknown}"
+            )
+        _check_opts(flow, flow_options)  # their values
         bnaf = flow == "bnaf"
         self.flow_kind = flow
         self.num_layers = check_positive_int(

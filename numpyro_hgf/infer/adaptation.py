@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_hgf._checks import check_fraction, check_instance, check_nonnegative_int
+
 __all__ = ["AdaptState", "stan_adaptation", "schedule"]
 
 
@@ -45,6 +47,8 @@ def stan_adaptation(is_diagonal: bool, target_accept: float):
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
 
+    check_instance("is_diagonal", is_diagonal, (bool, np.bool_), "True or False")
+    target_accept = check_fraction("target_accept", target_accept)
     mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
 
@@ -99,6 +103,9 @@ def schedule(num_warmup: int, total: int, adapt: bool):
     ``build_schedule`` builds a Python list, milliseconds per call at 500 steps)."""
     from blackjax.adaptation.window_adaptation import build_schedule
 
+    num_warmup = check_nonnegative_int("num_warmup", num_warmup)
+    if check_nonnegative_int("total", total) < num_warmup:
+        raise ValueError(f"total: expected at least num_warmup={num_warmup} steps, got {total}")
     stage = np.zeros(total, np.int32)
     window_end = np.zeros(total, bool)
     last = np.zeros(total, bool)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,15 @@ import numpy as np
 from numpyro.infer.initialization import init_to_uniform
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_positive_float, check_positive_int, progress_enabled
+from numpyro_hgf._checks import (
+    check_fraction,
+    check_instance,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+    progress_enabled,
+)
+from numpyro_hgf._checks.arrays import check_inverse_mass_matrix
 from numpyro_hgf.infer import adaptation
 from numpyro_hgf.infer.diagnostics import warn_diagnostics
 from numpyro_hgf.infer.inference_data import inference_data
@@ -50,6 +59,8 @@ from numpyro_hgf.infer.potential import diagnose_initial_point
 from numpyro_hgf.infer.programs import hutchinson_sites, prepared, split_keys
 
 __all__ = ["run_nuts", "run_hmc"]
+
+_BOOL = (bool, np.bool_)
 
 
 # -- arguments as data ---------------------------------------------------------------------
@@ -166,17 +177,15 @@ def _collect(kind, warmup_counts, draws, stats, observed, *, num_warmup, num_sam
 
 
 # -- the driver ---------------------------------------------------------------------------
-def _run(
+def _check_settings(
     kind,
     model,
-    args,
-    kwargs,
     *,
     num_warmup,
     num_samples,
     num_chains,
-    key,
-    target_accept,
+    key=None,
+    target_accept=0.8,
     max_tree_depth=10,
     num_integration_steps=10,
     dense_mass=False,
@@ -189,18 +198,30 @@ def _run(
     base_space=True,
     return_base=False,
     diagnostics_warn=True,
-):
+) -> SimpleNamespace:
+    """Every option of :func:`run_nuts` / :func:`run_hmc`, checked before anything is traced
+    (:func:`~numpyro_hgf.infer.neutra_nuts` calls it too, before it fits its guide); returns
+    them normalised, with ``adapt`` (whether warmup adapts) and ``key`` a typed key."""
+    check_instance("model", model, Callable, "a callable NumPyro model")
     num_warmup, num_samples, num_chains = _check_counts(num_warmup, num_samples, num_chains)
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept: expected a number in (0, 1), got {target_accept}")
-    check_positive_int("max_tree_depth", max_tree_depth)
-    check_positive_int("num_integration_steps", num_integration_steps)
+    key = jax.random.key(0) if key is None else check_key("key", key)
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+    flags = {"dense_mass": dense_mass, "adjusted": adjusted, "base_space": base_space}
+    flags |= {"return_base": return_base, "diagnostics_warn": diagnostics_warn}
+    for name, value in flags.items():
+        flags[name] = bool(check_instance(name, value, _BOOL, "True or False"))
+    check_instance("progress", progress, (*_BOOL, type(None)), "True, False or None")
+    check_instance("init_strategy", init_strategy, Callable, "a numpyro.infer init strategy")
     if forces is not None and not isinstance(forces, dict):
         raise TypeError(f"forces: expected a dict {{site: F}}, got {type(forces).__name__}")
+    for name, force in (forces or {}).items():
+        check_instance("forces", name, str, "site names (strings) as keys")
+        check_instance(f"forces[{name!r}]", force, Callable, "a callable F(x)")
     forces = dict(forces) if forces else None
-    if not adjusted and not forces:
+    if not flags["adjusted"] and not forces:
         raise ValueError("adjusted: adjusted=False needs learned forces, got forces=None")
-    adapt = num_warmup > 0 and adjusted and step_size is None
+    adapt = num_warmup > 0 and flags["adjusted"] and step_size is None
     if kind == "nuts" and not adapt:
         step_size = 1.0  # run_nuts without warmup: unit step size (documented)
     if step_size is None and not adapt:
@@ -208,14 +229,33 @@ def _run(
             "step_size: expected a positive step size when there is no adaptation "
             f"(num_warmup={num_warmup}, adjusted={adjusted}), got None"
         )
-    if step_size is not None:
-        step_size = check_positive_float("step_size", step_size)
-    key = jax.random.key(0) if key is None else key
-    if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+    if inverse_mass_matrix is not None:
+        check_inverse_mass_matrix("inverse_mass_matrix", inverse_mass_matrix)
+    return SimpleNamespace(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        key=key,
+        target_accept=check_fraction("target_accept", target_accept),
+        max_tree_depth=check_positive_int("max_tree_depth", max_tree_depth),
+        num_integration_steps=check_positive_int("num_integration_steps", num_integration_steps),
+        step_size=None if step_size is None else check_positive_float("step_size", step_size),
+        inverse_mass_matrix=inverse_mass_matrix,
+        forces=forces,
+        init_strategy=init_strategy,
+        progress=progress,
+        adapt=adapt,
+        **flags,
+    )
+
+
+def _run(kind, model, args, kwargs, **options):
+    o = _check_settings(kind, model, **options)
+    num_warmup, num_samples, num_chains = o.num_warmup, o.num_samples, o.num_chains
+    adapt, dense_mass, step_size = o.adapt, o.dense_mass, o.step_size
 
     total = num_warmup + num_samples
-    show = progress_enabled(progress)
+    show = progress_enabled(o.progress)
     # with a progress bar, both phases run in chunks of one length (about a tenth of the
     # run; one compiled program per phase); without one, warmup and sampling are one call
     length = math.ceil(total / min(10, total)) if show else None
@@ -229,20 +269,20 @@ def _run(
 
     warmup_length, sample_length = padded(num_warmup), padded(num_samples)
     key_trace, init_keys, warmup_keys, sample_keys = split_keys(
-        key, num_chains, warmup_length, sample_length
+        o.key, num_chains, warmup_length, sample_length
     )
 
     dynamic, rebuild, signature = _split_arguments(args, kwargs)
     spec = {
         "kind": kind,
-        "target_accept": float(target_accept),
-        "max_tree_depth": int(max_tree_depth),
-        "num_integration_steps": int(num_integration_steps),
-        "dense_mass": bool(dense_mass),
-        "forces": forces,
-        "adjusted": bool(adjusted),
-        "init_strategy": init_strategy,
-        "base_space": bool(base_space),
+        "target_accept": o.target_accept,
+        "max_tree_depth": o.max_tree_depth,
+        "num_integration_steps": o.num_integration_steps,
+        "dense_mass": dense_mass,
+        "forces": o.forces,
+        "adjusted": o.adjusted,
+        "init_strategy": o.init_strategy,
+        "base_space": o.base_space,
     }
     mp, (init_fn, warmup_fn, sample_fn, whole_fn) = prepared(
         model, args, kwargs, key_trace, rebuild, signature, spec
@@ -251,9 +291,10 @@ def _run(
 
     dim = sum(int(np.size(v)) for v in mp.prototype.values())
     dtype = np.dtype(jnp.result_type(*jax.tree.leaves(mp.prototype), float))
-    if inverse_mass_matrix is None:
-        inverse_mass_matrix = np.eye(dim, dtype=dtype) if dense_mass else np.ones(dim, dtype)
-    imm = np.asarray(inverse_mass_matrix, dtype)
+    imm = o.inverse_mass_matrix
+    if imm is None:
+        imm = np.eye(dim, dtype=dtype) if dense_mass else np.ones(dim, dtype)
+    imm = np.asarray(imm, dtype)
     if imm.shape != ((dim, dim) if dense_mass else (dim,)):
         raise ValueError(
             f"inverse_mass_matrix: expected shape {(dim, dim) if dense_mass else (dim,)} for "
@@ -274,12 +315,12 @@ def _run(
         adapt=adapt, single=single, chunk=chunk, show=show,
     )  # fmt: skip
 
-    drop = () if return_base else {f"{name}_base" for name in mp.base_sites}
+    drop = () if o.return_base else {f"{name}_base" for name in mp.base_sites}
     idata = _collect(
         kind, warmup_counts, draws, stats, observed, num_warmup=num_warmup,
-        num_samples=num_samples, adjusted=adjusted, forces=forces, drop=drop,
+        num_samples=num_samples, adjusted=o.adjusted, forces=o.forces, drop=drop,
     )  # fmt: skip
-    if diagnostics_warn:
+    if o.diagnostics_warn:
         warn_diagnostics(idata, sampler=f"run_{kind}")
     return idata
 

@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from numpyro_hgf._checks import check_instance, check_nonnegative_float, describe
+
 __all__ = ["SamplingWarning", "sampling_diagnostics", "warn_diagnostics"]
 
 RHAT_MAX = 1.01
@@ -34,6 +36,11 @@ def sampling_diagnostics(idata) -> dict:
     that are constant across draws are skipped: their R-hat is undefined)."""
     import arviz as az
 
+    if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
+        got = type(idata).__name__
+        if isinstance(idata, az.InferenceData):
+            got = f"an InferenceData with the groups {idata.groups()}"
+        raise TypeError(f"idata: expected an arviz.InferenceData with a posterior group, got {got}")
     posterior = idata.posterior
     chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     r_hat, ess = {}, {}
@@ -63,7 +70,14 @@ def warn_diagnostics(
     idata, sampler: str = "sampling", rhat_max: float = RHAT_MAX, ess_per_chain=ESS_PER_CHAIN
 ) -> list[str]:
     """Warn (:class:`SamplingWarning`, one line each) when R-hat > ``rhat_max``, bulk ESS <
-    ``ess_per_chain`` per chain, or a transition diverged; returns the messages."""
+    ``ess_per_chain`` per chain, or a transition diverged; returns the messages
+    (``rhat_max=inf`` / ``ess_per_chain=0`` switch a check off)."""
+    check_instance("sampler", sampler, str, "a name (a string)")
+    if isinstance(rhat_max, bool) or not isinstance(rhat_max, int | float | np.number):
+        raise TypeError(f"rhat_max: expected a number > 1, got {describe(rhat_max)}")
+    if not rhat_max > 1:  # NaN too: every comparison with it is false, nothing would warn
+        raise ValueError(f"rhat_max: expected a number > 1, got {rhat_max}")
+    check_nonnegative_float("ess_per_chain", ess_per_chain)
     d = sampling_diagnostics(idata)
     chains, total = d["chains"], d["chains"] * d["draws"]
     messages = []

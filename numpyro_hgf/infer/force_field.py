@@ -37,10 +37,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from numpyro_hgf._checks import check_positive_int, is_concrete
+from numpyro_hgf._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_positive_scalar,
+)
 from numpyro_hgf._checks.arrays import check_finite_tree, check_inverse_mass_matrix
 from numpyro_hgf.paths.dynamics import leapfrog
 
@@ -126,10 +129,8 @@ def _check_logdensity(logdensity_fn) -> None:
 
 
 def _check_step(step_size) -> None:
-    if is_concrete(step_size):
-        value = np.asarray(step_size)
-        if value.ndim != 0 or not bool(np.isfinite(value) & (value > 0)):
-            raise ValueError(f"step_size: expected a positive finite scalar, got {step_size}")
+    """A positive finite scalar when concrete (a string or ``None`` is a ``TypeError``)."""
+    check_positive_scalar("step_size", step_size)
 
 
 def _evaluate_force(force: Callable, position):
@@ -160,6 +161,12 @@ def with_force(logdensity_fn: Callable, force: Callable) -> Callable:
     calls ``jax.value_and_grad(logdensity_fn)`` runs on the learned force while still
     seeing the exact log density.  ``logdensity_fn`` is never differentiated.
     """
+    if not callable(logdensity_fn):
+        raise TypeError(
+            "logdensity_fn: expected a callable log p(x) -> scalar, "
+            f"got {type(logdensity_fn).__name__}"
+        )
+    _check_force(force)
 
     @jax.custom_jvp
     def surrogate(x):
@@ -222,6 +229,8 @@ def build_kernel(divergence_threshold: float = 1000.0):
     """
     import blackjax.mcmc.metrics as metrics
     from blackjax.mcmc.proposal import safe_energy_diff
+
+    divergence_threshold = check_positive_float("divergence_threshold", divergence_threshold)
 
     def kernel(
         rng_key,

@@ -20,7 +20,13 @@ import numpy as np
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 
-from numpyro_hgf._checks import check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_fraction,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
+from numpyro_hgf._checks.arrays import check_inverse_mass_matrix
 from numpyro_hgf.infer import force_field as ff
 from numpyro_hgf.infer.blackjax_bridge import _split_arguments
 from numpyro_hgf.infer.potential import diagnose_initial_point, model_potential
@@ -99,10 +105,15 @@ class LearnedForceHMC(MCMCKernel):
             raise TypeError(f"model: expected a NumPyro model, got {type(model).__name__}")
         if not isinstance(forces, dict) or not forces:
             raise TypeError(f"forces: expected a non-empty dict {{site: F}}, got {forces!r}")
-        if not 0.0 < float(target_accept_prob) < 1.0:
-            raise ValueError(
-                f"target_accept_prob: expected a number in (0, 1), got {target_accept_prob}"
-            )
+        for name, force in forces.items():
+            check_instance("forces", name, str, "site names (strings) as keys")
+            check_instance(f"forces[{name!r}]", force, Callable, "a callable F(x)")
+        boolean = (bool, np.bool_)
+        check_instance("adjusted", adjusted, boolean, "True or False")
+        check_instance("adapt_step_size", adapt_step_size, boolean, "True or False")
+        check_instance("init_strategy", init_strategy, Callable, "a numpyro.infer init strategy")
+        if inverse_mass_matrix is not None:
+            check_inverse_mass_matrix("inverse_mass_matrix", inverse_mass_matrix)
         self.model = model
         self.forces = dict(forces)
         self.step_size = check_positive_float("step_size", step_size)
@@ -111,7 +122,7 @@ class LearnedForceHMC(MCMCKernel):
         )
         self.adjusted = bool(adjusted)
         self.adapt_step_size = bool(adapt_step_size) and self.adjusted
-        self.target_accept_prob = float(target_accept_prob)
+        self.target_accept_prob = check_fraction("target_accept_prob", target_accept_prob)
         self.inverse_mass_matrix = inverse_mass_matrix
         self.init_strategy = init_strategy
         self._mp = None

@@ -25,8 +25,8 @@ from jax import lax
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.reparam import NeuTraReparam
 
-from numpyro_hgf._checks import as_key, check_positive_int, progress_enabled
-from numpyro_hgf.infer.blackjax_bridge import run_nuts
+from numpyro_hgf._checks import as_key, check_instance, check_positive_int, progress_enabled
+from numpyro_hgf.infer.blackjax_bridge import _check_settings, run_nuts
 
 __all__ = ["FlowGuideFit", "fit_flow_guide", "neutra_nuts"]
 
@@ -93,15 +93,22 @@ def fit_flow_guide(
     Raises:
         FloatingPointError: every start's loss went non-finite.
     """
+    from numpyro.infer.autoguide import AutoContinuous
+
     from numpyro_hgf.guides import AutoFlowGuide
 
+    check_instance("model", model, Callable, "a callable NumPyro model")
     num_starts = check_positive_int("num_starts", num_starts)
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive_int("num_particles", num_particles)
     check_positive_int("elbo_particles", elbo_particles)
+    check_instance("guide", guide, (AutoContinuous, type(None)), "an AutoContinuous guide or None")
+    _check_optimizer(optimizer)
+    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
+    key = as_key(key)
     guide = AutoFlowGuide(model) if guide is None else guide
     svi = SVI(model, guide, optimizer or optax.adam(3e-3), Trace_ELBO(num_particles))
-    init_key, elbo_key = jax.random.split(as_key(key))
+    init_key, elbo_key = jax.random.split(key)
     svi.init(init_key, *model_args, **model_kwargs)  # sets the guide's prototype up, eagerly
     start_keys = jax.random.split(init_key, num_starts)
     locs = _start_locations(guide, model, start_keys, model_args, model_kwargs)
@@ -136,6 +143,33 @@ def fit_flow_guide(
         losses=losses,
         best=best,
     )
+
+
+def _check_optimizer(optimizer) -> None:
+    """An optax ``GradientTransformation`` or a NumPyro optimizer (what ``SVI`` takes)."""
+    from jax.example_libraries.optimizers import Optimizer
+    from numpyro.optim import _NumPyroOptim
+
+    kinds = (optax.GradientTransformation, _NumPyroOptim, Optimizer, type(None))
+    check_instance("optimizer", optimizer, kinds, "an optax optimizer (e.g. optax.adam(3e-3))")
+
+
+def _check_options(name: str, options, fn: Callable, exclude=()) -> dict:
+    """``options`` as a dict of keyword-only arguments of ``fn`` (but not ``exclude``):
+    an unknown name would otherwise reach the model as a keyword argument."""
+    import inspect
+
+    if options is None:
+        return {}
+    check_instance(name, options, dict, f"a dict of keyword arguments of {fn.__name__}")
+    params = inspect.signature(fn).parameters.values()
+    allowed = sorted(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude)
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise TypeError(
+            f"{name}: expected keyword arguments of {fn.__name__} among {allowed}, got {unknown}"
+        )
+    return dict(options)
 
 
 def _start_locations(guide, model, keys, model_args, model_kwargs):
@@ -216,9 +250,15 @@ def neutra_nuts(
         model's latent sites (and the base draws ``{prefix}_shared_latent``), with
         ``attrs["guide_elbo"]`` the guide's ELBO.
     """
+    own = ("num_warmup", "num_samples", "num_chains", "key", "progress")
+    nuts_options = _check_options("nuts_options", nuts_options, run_nuts, exclude=own)
+    fit_options = _check_options("fit_options", fit_options, fit_flow_guide)
+    # every option of the sampler, checked before the guide is fitted
+    _check_settings("nuts", model, num_warmup=num_warmup, num_samples=num_samples,
+                    num_chains=num_chains, progress=progress, **nuts_options)  # fmt: skip
     fit_key, nuts_key = jax.random.split(as_key(key))
     if guide_fit is None:
-        options = {"key": fit_key, "progress": progress, **(fit_options or {})}
+        options = {"key": fit_key, "progress": progress, **fit_options}
         guide_fit = fit_flow_guide(model, *model_args, **options, **model_kwargs)
     elif not isinstance(guide_fit, FlowGuideFit):
         raise TypeError(
@@ -234,7 +274,7 @@ def neutra_nuts(
         num_chains=num_chains,
         key=nuts_key,
         progress=progress,
-        **(nuts_options or {}),
+        **nuts_options,
         **model_kwargs,
     )
     idata.attrs["guide_elbo"] = guide_fit.elbo

@@ -41,6 +41,8 @@ from numpyro.infer.util import (
 )
 from numpyro.primitives import Messenger
 
+from numpyro_hgf._checks import check_instance
+
 __all__ = ["ModelPotential", "ForceSite", "model_potential", "diagnose_initial_point"]
 
 
@@ -53,6 +55,8 @@ class ForceSite(dist.Distribution):
     """
 
     def __init__(self, base: dist.Distribution, force: Callable):
+        check_instance("base", base, dist.Distribution, "a numpyro Distribution")
+        check_instance("force", force, Callable, "a callable F(x)")
         self.base = base
         self.force = force
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
@@ -180,6 +184,7 @@ def model_potential(
 
     if not callable(model):
         raise TypeError(f"model: expected a callable NumPyro model, got {type(model).__name__}")
+    check_instance("init_strategy", init_strategy, Callable, "a numpyro.infer init strategy")
     init_strategy = init_strategy if isinstance(init_strategy, partial) else init_strategy()
     seeded = handlers.substitute(handlers.seed(model, key), substitute_fn=init_strategy)
     model_trace = handlers.trace(seeded).get_trace(*args, **kwargs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import jax
 import numpyro.distributions as dist
@@ -26,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.reparam import Reparam, TransformReparam
 
+from numpyro_hgf._checks import check_instance
 from numpyro_hgf.distributions.continuous_flow import ContinuousFlow
 from numpyro_hgf.flows.flow import NormalizingFlow
 from numpyro_hgf.infer import adaptation
@@ -86,6 +88,15 @@ def base_space(model, exclude=()):
     site names to leave in x space.  The returned handler has ``.config.sites``, the names
     reparameterised so far (filled when the model runs).
     """
+    check_instance("model", model, Callable, "a callable NumPyro model")
+    # a bare string would be read as its characters: exclude="x" must name the site "x"
+    if isinstance(exclude, str) or not isinstance(exclude, Iterable):
+        raise TypeError(
+            f"exclude: expected a collection of site names (e.g. ('x',)), got {exclude!r}"
+        )
+    exclude = tuple(exclude)
+    for name in exclude:
+        check_instance("exclude", name, str, "site names (strings)")
     return handlers.reparam(model, config=_BaseSpaceConfig(exclude))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from numpyro_hgf._checks import (
     _describe,
     check_finite,
+    check_key,
     check_positive_float,
     check_positive_int,
     is_concrete,
@@ -34,13 +35,18 @@ __all__ = ["mmd", "sliced_wasserstein", "wasserstein2", "energy_distance"]
 
 
 def _as_samples(name: str, x, min_n: int = 1) -> jax.Array:
-    x = jnp.asarray(x)
+    # the dtype is read before JAX sees the array: strings and objects fail in jnp.asarray
+    arr = x if hasattr(x, "dtype") else np.asarray(x)
+    real = jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
+    if not real:  # complex samples would lose their imaginary part silently
+        raise TypeError(f"{name}: expected a real (float or integer) array, got {_describe(arr)}")
+    x = jnp.asarray(arr)
     if x.ndim < 2:
         raise ValueError(
             f"{name}: expected samples of shape (n, d) or (n, *event_shape), got {_describe(x)}"
         )
-    if not jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_:
-        raise TypeError(f"{name}: expected a numeric array, got {_describe(x)}")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"{name}: expected a non-empty event shape, got {_describe(x)}")
     if x.shape[0] < min_n:
         raise ValueError(f"{name}: expected at least {min_n} samples (rows), got {x.shape[0]}")
     check_finite(name, x)
@@ -51,13 +57,12 @@ def _as_samples(name: str, x, min_n: int = 1) -> jax.Array:
 
 
 def _sample_pair(x, y, min_n: int = 1) -> tuple[jax.Array, jax.Array]:
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
-    x2 = _as_samples("x", xs, min_n)
-    y2 = _as_samples("y", ys, min_n)
-    if xs.shape[1:] != ys.shape[1:]:
+    x2 = _as_samples("x", x, min_n)
+    y2 = _as_samples("y", y, min_n)
+    if np.shape(x)[1:] != np.shape(y)[1:]:
         raise ValueError(
-            f"y: expected samples with the same event shape as x, {tuple(xs.shape[1:])}, "
-            f"got an array of shape {tuple(ys.shape)}"
+            f"y: expected samples with the same event shape as x, {tuple(np.shape(x)[1:])}, "
+            f"got an array of shape {tuple(np.shape(y))}"
         )
     dtype = jnp.result_type(x2.dtype, y2.dtype)
     return x2.astype(dtype), y2.astype(dtype)
@@ -191,6 +196,7 @@ def sliced_wasserstein(x, y, key, num_projections: int = 128, p: float = 2) -> j
       Scalar ``SW_p`` (not raised to the power ``p``).
     """
     x, y = _sample_pair(x, y, min_n=1)
+    check_key("key", key)
     num_projections = check_positive_int("num_projections", num_projections)
     p = check_positive_float("p", p)
     if p < 1:

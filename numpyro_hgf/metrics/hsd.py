@@ -57,11 +57,17 @@ from numpyro_hgf._checks import (
     call_field,
     check_choice,
     check_data_matrix,
+    check_finite,
+    check_fits,
+    check_fraction,
+    check_instance,
+    check_key,
     check_positive_float,
     check_positive_int,
     check_positive_scalar,
     describe,
 )
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.nn.mlp import VelocityMLP
 from numpyro_hgf.objectives.hamiltonian import (
     TIME_SAMPLING,
@@ -148,9 +154,21 @@ def _divergence(fn: Callable, x) -> jax.Array:
     return jnp.einsum("jbj->b", jax.vmap(jvp)(basis))
 
 
+def _check_score(score, required: bool = False) -> None:
+    """``score`` is a callable (or ``None`` when optional): a string would otherwise fail
+    inside :func:`call_field` and be reported as a wrong data dimension."""
+    if score is None and not required:
+        return
+    if not callable(score):
+        raise TypeError(
+            f"score: expected a callable grad log pi: x -> (n, d), got {type(score).__name__}"
+        )
+
+
 def fisher_divergence(force, data, score, *, force_params=None) -> jax.Array:
     """``E_data || F(x) - score(x) ||^2`` (``score``: the true ``grad log pi``, ``x -> (n, d)``)."""
     x = check_data_matrix("data", data)
+    _check_score(score, required=True)
     fn, params, _ = _as_force(force, force_params)
     f = call_field("force", fn, params, x, arg="data")
     s = call_field("score", lambda _p, y: score(y), None, x, arg="data")
@@ -171,7 +189,9 @@ def hsd_taylor(force, data, t, *, score=None, force_params=None) -> jax.Array:
             exact by forward mode).  Averaged over ``t ~ U(0, T]``, use ``t^2 -> T^2/3``.
     """
     x = check_data_matrix("data", data)
-    t = jnp.asarray(t)
+    _check_score(score)
+    t = check_real_array("t", t)
+    check_finite("t", t)
     if np.any(np.asarray(t) < 0):
         raise ValueError(f"t: expected times >= 0, got {t}")
     if score is not None:
@@ -315,9 +335,9 @@ def hamiltonian_score_discrepancy(
     Returns:
         :class:`HSDResult`.
     """
-    if key is None:
-        raise TypeError("key: expected a jax.random key, got None")
+    key = check_key("key", key)
     data = check_data_matrix("data", data)
+    _check_score(score)
     check_positive_scalar("step_size", step_size)
     step_size = float(step_size)
     num_steps = check_positive_int("num_steps", num_steps)
@@ -325,9 +345,10 @@ def hamiltonian_score_discrepancy(
     steps = check_positive_int("steps", steps)
     num_draws = check_positive_int("num_draws", num_draws)
     time_bins = check_positive_int("time_bins", time_bins)
-    holdout = check_positive_float("holdout", holdout)
-    if not holdout < 1:
-        raise ValueError(f"holdout: expected a fraction in (0, 1), got {holdout}")
+    holdout = check_fraction("holdout", holdout)
+    batch_size = check_positive_int("batch_size", batch_size)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
     n = data.shape[0]
     n_eval = int(round(holdout * n))
     if n_eval < 2 or n - n_eval < 2:
@@ -336,11 +357,9 @@ def hamiltonian_score_discrepancy(
             f"holdout={holdout}, got {n}"
         )
     force_fn, theta, token = _as_force(force, force_params)
-    # a wrong data dimension names ``data``
-    got = describe(data)
-    jax.eval_shape(
-        lambda p, x: call_field("force", force_fn, p, x, arg="data", got=got), theta, data[:2]
-    )
+    check_fits("force", force_fn, theta, data)  # a wrong data dimension names ``data``
+    if score is not None:  # checked now: it is first called after the training
+        check_fits("score", lambda _p, y: score(y), None, data)
     horizon = num_steps * step_size
     if velocity is None:
         velocity = VelocityMLP(hidden=hidden, horizon=horizon)
@@ -352,8 +371,7 @@ def hamiltonian_score_discrepancy(
     if velocity_params is None:
         velocity_params = velocity.init(init_key, data[:1], jnp.full((1,), horizon))["params"]
     options = (("step_size", step_size), ("num_steps", num_steps), ("time_sampling", time_sampling))
-    batch_size = min(check_positive_int("batch_size", batch_size), train.shape[0])
-    learning_rate = check_positive_float("learning_rate", learning_rate)
+    batch_size = min(batch_size, train.shape[0])
     cache_key = (token, velocity, options, steps, batch_size, learning_rate, num_draws, progress)
     trainer, evaluate = _compiled(cache_key, force_fn, velocity_fn)
     params = {"velocity": velocity_params, "force": theta}
@@ -402,8 +420,24 @@ def gaussian_hsd(precision, center, mean, cov, t, *, num_steps: int = 10) -> jax
         ``D(t)`` with the shape of ``t``.
     """
     num_steps = check_positive_int("num_steps", num_steps)
-    mean = jnp.asarray(mean)
-    t = jnp.asarray(t, mean.dtype)
+    mean = check_real_array("mean", mean)
+    if mean.ndim != 1 or mean.shape[0] < 1:
+        raise ValueError(f"mean: expected a vector of shape (d,), got {describe(mean)}")
+    d = mean.shape[0]
+    for name, value, shape in (
+        ("precision", precision, (d, d)),
+        ("center", center, (d,)),
+        ("cov", cov, (d, d)),
+    ):
+        arr = check_real_array(name, value)
+        if arr.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape} (d = {d}), got {describe(arr)}")
+        check_finite(name, arr)
+    check_finite("mean", mean)
+    t = check_real_array("t", t).astype(mean.dtype)
+    check_finite("t", t)
+    if np.any(np.asarray(t) < 0):
+        raise ValueError(f"t: expected times >= 0, got {t}")
     out = _gaussian_hsd(
         jnp.asarray(precision, mean.dtype),
         jnp.asarray(center, mean.dtype),

@@ -19,7 +19,7 @@ memorisation, and NFE-versus-quality curves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -28,9 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from numpyro_hgf._checks import check_positive_int, describe
+from numpyro_hgf._checks import (
+    check_finite,
+    check_hidden_sizes,
+    check_instance,
+    check_key,
+    check_positive_int,
+    describe,
+)
 from numpyro_hgf.datasets import digits
-from numpyro_hgf.metrics.distances import sliced_wasserstein
+from numpyro_hgf.metrics.distances import _as_samples, sliced_wasserstein
 from numpyro_hgf.train.trainer import Trainer
 
 __all__ = [
@@ -44,8 +51,17 @@ __all__ = [
 ]
 
 
+def _real(name: str, x) -> np.ndarray:
+    """``x`` as an array of real numbers (floats or integers; strings, objects and
+    complex numbers are a ``TypeError`` naming ``name``)."""
+    arr = x if hasattr(x, "dtype") else np.asarray(x)
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{name}: expected a real (float or integer) array, got {describe(arr)}")
+    return arr
+
+
 def _features(name: str, x) -> np.ndarray:
-    arr = np.asarray(x, np.float64)
+    arr = np.asarray(_real(name, x), np.float64)
     if arr.ndim != 2 or arr.shape[0] < 2:
         raise ValueError(f"{name}: expected features of shape (n >= 2, k), got {describe(x)}")
     if not np.all(np.isfinite(arr)):
@@ -103,6 +119,10 @@ def train_digits_classifier(
     """Train :class:`DigitsClassifier` on the training split (cross-entropy, Adam, through the
     package's :class:`~numpyro_hgf.train.Trainer`); reports its test-split accuracy."""
 
+    key = check_key("key", key)
+    steps = check_positive_int("steps", steps)
+    hidden = check_hidden_sizes("hidden", hidden)
+    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
     train, test = digits("train"), digits("test")
     module = DigitsClassifier(tuple(hidden))
     init_key, fit_key = jax.random.split(key)
@@ -128,7 +148,13 @@ def train_digits_classifier(
 
 def classifier_frechet_distance(samples, reference, classifier: TrainedClassifier) -> float:
     """FID-like distance: :func:`frechet_distance` in ``classifier``'s features (not FID)."""
+    _check_classifier(classifier)
     return frechet_distance(classifier.features(samples), classifier.features(reference))
+
+
+def _check_classifier(classifier) -> None:
+    what = "a TrainedClassifier (from train_digits_classifier)"
+    check_instance("classifier", classifier, TrainedClassifier, what)
 
 
 class MemorisationCheck(NamedTuple):
@@ -145,14 +171,16 @@ class MemorisationCheck(NamedTuple):
 
 def nearest_training_distance(samples, train, test) -> MemorisationCheck:
     """Nearest-training-image check for memorisation (Euclidean distance on pixels)."""
+    samples, train, test = (
+        _images(name, x) for name, x in (("samples", samples), ("train", train), ("test", test))
+    )
+    for name, x in (("samples", samples), ("test", test)):
+        if x.shape[1] != train.shape[1]:
+            raise ValueError(
+                f"{name}: expected images of {train.shape[1]} pixels like train, got {x.shape[1]}"
+            )
 
     def nearest(a, b):
-        a = jnp.asarray(a).reshape(a.shape[0], -1)
-        b = jnp.asarray(b).reshape(b.shape[0], -1)
-        if a.shape[1] != b.shape[1]:
-            raise ValueError(
-                f"samples: expected images of {b.shape[1]} pixels like train, got {a.shape[1]}"
-            )
         d2 = jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2 * a @ b.T
         d2 = jnp.maximum(d2, 0.0)
         return np.sqrt(np.asarray(jnp.min(d2, 1))), np.asarray(jnp.argmin(d2, 1))
@@ -160,6 +188,17 @@ def nearest_training_distance(samples, train, test) -> MemorisationCheck:
     sample_d, idx = nearest(samples, train)
     test_d, _ = nearest(test, train)
     return MemorisationCheck(sample_d, test_d, float(np.median(sample_d) / np.median(test_d)), idx)
+
+
+def _images(name: str, x) -> jax.Array:
+    """Images ``(n >= 1, *pixels)`` as a finite ``(n, pixels)`` array."""
+    arr = _real(name, x)
+    if arr.ndim < 2 or arr.shape[0] < 1 or min(arr.shape[1:]) < 1:
+        raise ValueError(
+            f"{name}: expected a non-empty batch of images (n, *pixels), got {describe(arr)}"
+        )
+    check_finite(name, arr)
+    return jnp.asarray(arr).reshape(arr.shape[0], -1)
 
 
 def nfe_quality_curve(
@@ -185,10 +224,17 @@ def nfe_quality_curve(
         and ``frechet``.
     """
 
-    sample_key, proj_key = jax.random.split(key)
+    check_instance("sample_fn", sample_fn, Callable, "a callable (key, nfe) -> samples")
+    if isinstance(nfes, str) or not isinstance(nfes, Iterable):
+        raise TypeError(f"nfes: expected a sequence of positive integers, got {nfes!r}")
+    nfes = [check_positive_int("nfes", nfe) for nfe in nfes]  # all before any sampling
+    check_positive_int("num_projections", num_projections)
+    _as_samples("reference", reference)
+    if classifier is not None:
+        _check_classifier(classifier)
+    sample_key, proj_key = jax.random.split(check_key("key", key))
     rows = []
     for nfe in nfes:
-        nfe = check_positive_int("nfes", nfe)
         samples = sample_fn(sample_key, nfe)
         row = {
             "nfe": nfe,
