@@ -14,6 +14,7 @@ from numpyro_hgf._checks import (
     check_choice,
     check_finite,
     check_interval,
+    check_key,
     check_positive_int,
     describe,
     is_concrete,
@@ -111,6 +112,7 @@ def dequantize(key, raw_levels, num_levels: int = DIGITS_NUM_LEVELS, interval=(0
     Returns:
       float32 array of the shape of ``raw_levels``.
     """
+    key = check_key("key", key)
     num_levels = check_positive_int("num_levels", num_levels)
     low, high = check_interval("interval", interval)
     raw = jnp.asarray(raw_levels)

@@ -9,12 +9,16 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_hgf._checks import (
     check_choice,
+    check_instance,
+    check_key,
     check_positive_int,
     describe,
 )
+from numpyro_hgf._checks.arrays import check_real_array
 
 __all__ = [
     "TOY2D_NAMES",
@@ -102,7 +106,9 @@ def standardize(x, axis: int = 0) -> jax.Array:
       standard deviation along ``axis``.  Unlike ``toy2d(..., standardize=True)``, which uses
       fixed population constants (:func:`toy2d_stats`), the map here depends on the sample.
     """
-    x = jnp.asarray(x)
+    x = check_real_array("x", x)
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"axis: expected an integer axis, got {axis!r}")
     if x.ndim == 0:
         raise ValueError(f"x: expected an array with a sample axis, got {describe(x)}")
     if not -x.ndim <= axis < x.ndim:
@@ -259,6 +265,8 @@ def toy2d(name: str, n: int, key, *, standardize: bool = False) -> jax.Array:
     """
     name = _canonical_name(name)
     n = check_positive_int("n", n)
+    key = check_key("key", key)
+    check_instance("standardize", standardize, (bool, np.bool_), "True or False")
     return _toy2d(name, n, key, bool(standardize))
 
 

@@ -28,6 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import check_nonnegative_int, describe, is_concrete
+
 __all__ = ["LaplaceResult", "laplace_log_marginal", "find_mode"]
 
 _STEPS = (1.0, 0.5, 0.25, 0.125)
@@ -60,6 +62,17 @@ def _psd_hessian(log_joint):
     return lambda eta: _psd(-jax.hessian(log_joint)(eta))
 
 
+def _check_search(log_joint, eta0, num_steps, **functions):
+    """Static checks of a mode search: callables, a ``(d,)`` start, a step count."""
+    for name, fn in {"log_joint": log_joint, **functions}.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {fn!r}")
+    if jnp.ndim(eta0) != 1:
+        raise ValueError(f"eta0: expected a start of shape (d,), got {describe(jnp.asarray(eta0))}")
+    if is_concrete(num_steps):  # a traced count passes (fori_loop takes it)
+        check_nonnegative_int("num_steps", num_steps)
+
+
 def find_mode(log_joint: Callable, eta0, *, curvature: Callable | None = None, num_steps: int = 30):
     """Damped-Newton ascent on ``log_joint: (d,) -> ()`` from ``eta0: (d,)``.
 
@@ -67,6 +80,7 @@ def find_mode(log_joint: Callable, eta0, *, curvature: Callable | None = None, n
     used as the Newton matrix (default: the exact one with eigenvalues floored).
     Returns ``eta_hat: (d,)``.
     """
+    _check_search(log_joint, eta0, num_steps, curvature=curvature)
     curvature = _psd_hessian(log_joint) if curvature is None else curvature
     grad = jax.grad(log_joint)
     steps = jnp.asarray(_STEPS, eta0.dtype)
@@ -107,17 +121,20 @@ def laplace_log_marginal(
             definite Gauss-Newton matrix is the robust choice.
         num_steps: Newton iterations of the mode search.
     """
+    if isinstance(curvature, str) and curvature != "exact":
+        raise ValueError(f"curvature: expected 'exact' or a callable, got {curvature!r}")
+    if not (isinstance(curvature, str) or callable(curvature)):
+        raise TypeError(f"curvature: expected 'exact' or a callable, got {curvature!r}")
+    _check_search(log_joint, eta0, num_steps, search_curvature=search_curvature)
     eta0 = jnp.asarray(eta0)
 
     def exact(eta, p):
         return -jax.hessian(log_joint)(eta, p)
 
-    curv = exact if curvature == "exact" else curvature
-    if not callable(curv):
-        raise ValueError(f"curvature: expected 'exact' or a callable, got {curvature!r}")
+    curv = exact if isinstance(curvature, str) else curvature
     if search_curvature is not None:
         search = search_curvature
-    elif curvature == "exact":
+    elif isinstance(curvature, str):
         search = lambda e, p: _psd(exact(e, p))  # noqa: E731
     else:
         search = curv

@@ -33,7 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
-from numpyro_hgf._checks import check_choice, check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_binary,
+    check_choice,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 from numpyro_hgf.models.nlme.core import NLMEModel
 from numpyro_hgf.models.nlme.data import NLMEData, prepare_data
 from numpyro_hgf.models.pk import linear_random_slope
@@ -91,6 +97,7 @@ def sleepstudy_design(data: NLMEData | None = None):
     ``(N, T, 2)`` each, ``y`` and ``mask`` ``(N, T)`` (``data``: default
     :func:`sleepstudy_data`)."""
     data = sleepstudy_data() if data is None else data
+    check_instance("data", data, NLMEData, "an NLMEData (prepare_data) or None")
     t = np.asarray(data.times, np.float64)
     X = np.stack([np.ones_like(t), t], axis=-1)
     return X, X.copy(), np.asarray(data.obs, np.float64), np.asarray(data.mask, bool)
@@ -132,6 +139,12 @@ def lmm_log_likelihood(x, X, Z, y, mask, *, reml: bool = True):
         calls it on float64 arrays under ``jax.enable_x64(True)``.
     """
     q = Z.shape[-1]
+    size = 1 + q + q * (q - 1) // 2
+    if jnp.shape(x) != (size,):
+        raise ValueError(
+            f"x: expected shape ({size},) (log sigma, {q} log SDs, {q * (q - 1) // 2} "
+            f"correlations for Z with {q} columns), got shape {jnp.shape(x)}"
+        )
     sigma, L = _unpack(x, q)
     m = mask.astype(x.dtype)
     Xm, Zm, ym = X * m[..., None], Z * m[..., None], y * m
@@ -187,18 +200,30 @@ class LMMFit(NamedTuple):
     converged: bool
 
 
+def _as_float(name: str, a) -> np.ndarray:
+    try:
+        return np.asarray(a, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a real array, got {a!r}"[:200]) from None
+
+
 def _check_design(X, Z, y, mask):
-    X, Z, y = (np.asarray(a, np.float64) for a in (X, Z, y))
+    X, Z, y = (_as_float(name, a) for name, a in (("X", X), ("Z", Z), ("y", y)))
+    if mask is not None:
+        check_binary("mask", np.asarray(mask))
     mask = np.ones(y.shape, bool) if mask is None else np.asarray(mask, bool)
     if y.ndim != 2:
         raise ValueError(f"y: expected (N, T) responses, got shape {y.shape}")
     for name, a in (("X", X), ("Z", Z)):
-        if a.ndim != 3 or a.shape[:2] != y.shape:
-            raise ValueError(f"{name}: expected shape {y.shape + ('k',)}, got {a.shape}")
+        if a.ndim != 3 or a.shape[:2] != y.shape or a.shape[2] < 1:
+            raise ValueError(f"{name}: expected shape {y.shape + ('k',)}, k >= 1, got {a.shape}")
     if mask.shape != y.shape:
         raise ValueError(f"mask: expected shape {y.shape}, got {mask.shape}")
-    if not np.all(np.isfinite(np.where(mask, y, 0.0))):
-        raise ValueError("y: expected finite observed responses, got NaN or inf")
+    for name, a in (("y", y[..., None]), ("X", X), ("Z", Z)):
+        if not np.all(np.isfinite(np.where(mask[..., None], a, 0.0))):
+            raise ValueError(f"{name}: expected finite values where mask is true, got NaN or inf")
+    # padding (mask false) is ignored: zeroed here so that a NaN there cannot leak in
+    X, Z = (np.where(mask[..., None], a, 0.0) for a in (X, Z))
     return X, Z, np.where(mask, y, 0.0), mask
 
 

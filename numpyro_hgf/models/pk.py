@@ -17,10 +17,12 @@ kinetics; Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed., ch. 3): a dose counts 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import check_hidden_sizes
 from numpyro_hgf.nn import MLP
 
 __all__ = [
@@ -35,11 +37,20 @@ __all__ = [
 ]
 
 
+def _require(name: str, mapping, keys, what: str) -> None:
+    """A static check (keys only, nothing traced): ``mapping`` holds every one of ``keys``."""
+    missing = [k for k in keys if not isinstance(mapping, Mapping) or k not in mapping]
+    if missing:
+        got = sorted(mapping) if isinstance(mapping, Mapping) else type(mapping).__name__
+        raise ValueError(f"{name}: expected the entries {list(keys)} ({what}), got {got}")
+
+
 def log_normal_parameters(theta, eta, names) -> tuple:
     """Log-normal individual parameters ``exp(theta[name_i] + eta_i)``, one per name.
 
     ``eta: (k,)`` with ``k <= len(names)``; the names past ``k`` get no random effect.
     """
+    _require("theta", theta, names, "the log parameters of the structural model")
     eta = jnp.atleast_1d(jnp.asarray(eta))
     if eta.ndim != 1 or eta.shape[0] > len(names):
         raise ValueError(
@@ -73,6 +84,7 @@ def one_compartment_oral(theta, eta, covariates, times):
         ``(T,)`` concentrations (mg/L).
     """
     ka, cl, v = log_normal_parameters(theta, eta, ("log_ka", "log_cl", "log_v"))
+    _require("covariates", covariates, ("dose",), "the subject's dose")
     return covariates["dose"] * _oral_unit(ka, cl / v, v, times)
 
 
@@ -116,6 +128,7 @@ def dose_records(covariates) -> dict:
     Returns a dict with ``time``, ``amt``, ``rate`` (default 0: bolus), ``end`` (default
     ``+inf``: no reset) and ``mask`` (default 1), each ``(D,)``.
     """
+    _require("covariates", covariates, ("dose_time", "dose_amt"), "dose records, read_events")
     t = jnp.atleast_1d(jnp.asarray(covariates["dose_time"]))
     amt = jnp.broadcast_to(jnp.asarray(covariates["dose_amt"], t.dtype), t.shape)
 
@@ -247,14 +260,31 @@ def power_covariates(structural, effects):
     """
     if not callable(structural):
         raise TypeError(f"structural: expected a callable, got {type(structural).__name__}")
+    if not isinstance(effects, Mapping):
+        raise TypeError(
+            "effects: expected a dict theta key -> (covariate, reference, exponent), "
+            f"got {effects!r}"
+        )
     effects = dict(effects)
     for key, effect in effects.items():
         if not (isinstance(effect, tuple | list) and len(effect) == 3):
             raise ValueError(
                 f"effects[{key!r}]: expected (covariate, reference, exponent), got {effect!r}"
             )
-        if not effect[1] > 0:
-            raise ValueError(f"effects[{key!r}]: expected a reference > 0, got {effect[1]!r}")
+        name, reference, exponent = effect
+        if not isinstance(name, str):
+            raise TypeError(f"effects[{key!r}]: expected a covariate name first, got {name!r}")
+        if not _is_number(reference):
+            raise TypeError(f"effects[{key!r}]: expected a reference number, got {reference!r}")
+        if not (float(reference) > 0 and math.isfinite(float(reference))):
+            raise ValueError(
+                f"effects[{key!r}]: expected a reference > 0 (finite), got {reference!r}"
+            )
+        if not (isinstance(exponent, str) or _is_number(exponent)):
+            raise TypeError(
+                f"effects[{key!r}]: expected an exponent (a number or a theta key), "
+                f"got {exponent!r}"
+            )
 
     def with_covariates(theta, eta, covariates, times):
         shifted = dict(theta)
@@ -265,6 +295,27 @@ def power_covariates(structural, effects):
 
     with_covariates.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_covariates"
     return with_covariates
+
+
+def _is_number(value) -> bool:
+    """A real scalar (a Python, NumPy or concrete JAX number; not a string or a bool)."""
+    if isinstance(value, str | bool) or jnp.ndim(value) != 0:
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not jnp.iscomplexobj(value)
+
+
+def _numbers(name: str, values) -> tuple[float, ...]:
+    """A sequence of plain numbers as floats (``TypeError`` naming ``name`` otherwise)."""
+    try:
+        if isinstance(values, str):
+            raise TypeError
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a sequence of numbers, got {values!r}") from None
 
 
 def neural_covariates(structural, targets, covariates, *, centres, scales, hidden=(8,)):
@@ -296,12 +347,17 @@ def neural_covariates(structural, targets, covariates, *, centres, scales, hidde
     """
     if not callable(structural):
         raise TypeError(f"structural: expected a callable, got {type(structural).__name__}")
+    for name, names in (("targets", targets), ("covariates", covariates)):
+        if isinstance(names, str):
+            raise TypeError(f"{name}: expected a sequence of names, got the string {names!r}")
     targets, covariates = tuple(targets), tuple(covariates)
     for name, names in (("targets", targets), ("covariates", covariates)):
         if not names or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{name}: expected a non-empty sequence of names, got {names!r}")
-    centres = tuple(float(c) for c in centres)
-    scales = tuple(float(s) for s in scales)
+    centres, scales = _numbers("centres", centres), _numbers("scales", scales)
+    if not all(math.isfinite(c) for c in centres):
+        raise ValueError(f"centres: expected finite numbers, got {centres!r}")
+    hidden = check_hidden_sizes("hidden", hidden)
     if len(centres) != len(covariates) or len(scales) != len(covariates):
         raise ValueError(
             f"centres, scales: expected one per covariate ({len(covariates)}), got "

@@ -33,6 +33,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import check_positive_float, check_positive_int, is_concrete
 from numpyro_hgf.models.pk import dose_records, log_normal_parameters
 
 __all__ = [
@@ -107,7 +108,13 @@ def solve_compartments(
         ``(T, n)`` amounts; 0 before the first dose.  An observation at a dose time sees the
         state after the dose.
     """
-    n = int(num_compartments)
+    if not callable(kinetics):
+        raise TypeError(f"kinetics: expected a callable g(t, A, params), got {kinetics!r}")
+    n = check_positive_int("num_compartments", num_compartments)
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if is_concrete(tol):  # static settings; a traced tolerance passes unchecked
+            check_positive_float(name, tol)
+    max_steps = check_positive_int("max_steps", max_steps)
     doses = dose_records(covariates)
     t_dose, num_doses = doses["time"], doses["time"].shape[0]
     cmt = jnp.broadcast_to(jnp.asarray(covariates.get("dose_cmt", 1.0)), t_dose.shape)

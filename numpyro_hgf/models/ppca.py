@@ -29,7 +29,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.infer import Trace_ELBO
 
-from numpyro_hgf._checks import check_finite, check_positive_int
+from numpyro_hgf._checks import check_finite, check_positive_int, describe, is_concrete
 from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.guides.amortized import AmortizedNormalGuide
 from numpyro_hgf.models.svi import adam_cosine
@@ -67,6 +67,27 @@ def _check_data(y, latent_dim=None) -> jax.Array:
     return y
 
 
+def _check_params(params, y) -> PPCAParams:
+    """:class:`PPCAParams` (or a ``(W, mu, sigma2)`` triple) that fit ``y: (n, d)``."""
+    if not (isinstance(params, tuple | list) and len(params) == 3):
+        raise TypeError(f"params: expected PPCAParams(W, mu, sigma2), got {type(params).__name__}")
+    W, mu, sigma2 = (jnp.asarray(a) for a in params)
+    d = y.shape[1]
+    for name, a, ok in (
+        ("W", W, W.ndim == 2 and W.shape[0] == d and W.shape[1] >= 1),
+        ("mu", mu, mu.shape == (d,)),
+        ("sigma2", sigma2, sigma2.shape == ()),
+    ):
+        if not ok:
+            raise ValueError(
+                f"params.{name}: expected the shape of PPCAParams for {d}-dimensional y "
+                f"(W (d, k), mu (d,), sigma2 ()), got {describe(a)}"
+            )
+    if is_concrete(sigma2) and not float(sigma2) > 0:
+        raise ValueError(f"params.sigma2: expected a positive noise variance, got {float(sigma2)}")
+    return PPCAParams(W, mu, sigma2)
+
+
 def mle(y, latent_dim: int) -> PPCAParams:
     """Closed-form maximum-likelihood PPCA (Tipping & Bishop 1999, eq. 7-8).
 
@@ -92,7 +113,7 @@ def mle(y, latent_dim: int) -> PPCAParams:
 def log_likelihood(params: PPCAParams, y) -> jax.Array:
     """``sum_n log N(y_n | mu, W W^T + sigma^2 I)`` for ``y: (n, d)`` (a scalar)."""
     y = _check_data(y)
-    W, mu, sigma2 = params
+    W, mu, sigma2 = _check_params(params, y)
     C = W @ W.T + sigma2 * jnp.eye(W.shape[0], dtype=W.dtype)
     return jnp.sum(dist.MultivariateNormal(mu, C).log_prob(y))
 
@@ -103,7 +124,7 @@ def posterior(params: PPCAParams, y) -> tuple[jax.Array, jax.Array]:
     Returns ``(mean, cov)``: ``mean: (n, k)``, ``cov: (k, k)`` (the same for every datum).
     """
     y = _check_data(y)
-    W, mu, sigma2 = params
+    W, mu, sigma2 = _check_params(params, y)
     M = W.T @ W + sigma2 * jnp.eye(W.shape[1], dtype=W.dtype)
     mean = jnp.linalg.solve(M, W.T @ (y - mu).T).T
     return mean, sigma2 * jnp.linalg.inv(M)
@@ -120,7 +141,9 @@ def model(y, latent_dim: int, num_total: int | None = None, init: PPCAParams | N
         init: initial params (default: small random ``W``, ``mu = 0``, ``sigma = 1``).
     """
     b, d = y.shape
-    k = latent_dim
+    k = check_positive_int("latent_dim", latent_dim)  # static (a shape), also under tracing
+    if num_total is not None and check_positive_int("num_total", num_total) < b:
+        raise ValueError(f"num_total: expected at least the {b} rows of y, got {num_total}")
     if init is None:
         W0 = 0.1 * jax.random.normal(jax.random.key(0), (d, k), y.dtype)
         mu0, s0 = jnp.zeros(d, y.dtype), jnp.ones((), y.dtype)
@@ -163,6 +186,7 @@ def fit_svi(
     """
     y = _check_data(y, latent_dim)
     k = int(latent_dim)
+    num_particles = check_positive_int("num_particles", num_particles)
     guide = AmortizedNormalGuide(model, MLP((), 2 * k), "z")
     fit = _fit_svi(
         model,

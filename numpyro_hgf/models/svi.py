@@ -13,7 +13,7 @@ checkpoints, and :class:`~numpyro_hgf.train.NonFiniteLossError` naming the step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Unpack
 
 import jax
@@ -70,6 +70,14 @@ def _check_data(data) -> tuple:
     return data
 
 
+def _check_callables(**functions) -> None:
+    for name, fn in functions.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {fn!r}")
+        if fn is None and name != "validation_fn":
+            raise TypeError(f"{name}: expected a callable, got None")
+
+
 def fit_svi(
     model,
     guide,
@@ -111,6 +119,14 @@ def fit_svi(
     Returns:
         :class:`SVIFit`.
     """
+    _check_callables(model=model, guide=guide, validation_fn=validation_fn)
+    if elbo is not None and not callable(getattr(elbo, "loss", None)):
+        raise TypeError(f"elbo: expected a NumPyro ELBO (e.g. Trace_ELBO()), got {elbo!r}")
+    for name, value in (("model_kwargs", model_kwargs), ("init_params", init_params)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name}: expected a dict (or None), got {type(value).__name__}")
+    if not isinstance(description, str):
+        raise TypeError(f"description: expected a string, got {description!r}")
     key = check_key("key", key)
     options = resolve_options(options, train_options, recipe)
     data = _check_data(data)

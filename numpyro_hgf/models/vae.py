@@ -27,6 +27,9 @@ num_levels=L)`` of them is the discrete bits/dim, like-for-like with a mixture o
 from __future__ import annotations
 
 import functools
+import math
+import os
+from collections.abc import Mapping
 from typing import NamedTuple, Unpack
 
 import jax
@@ -42,11 +45,13 @@ from numpyro.infer import RenyiELBO
 from numpyro_hgf._checks import (
     _describe,
     check_choice,
+    check_event_shape_arg,
     check_finite,
     check_hidden_sizes,
     check_key,
     check_nonnegative_float,
     check_positive_int,
+    is_concrete,
 )
 from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.distributions.dequantized import DequantizedCategorical
@@ -112,10 +117,16 @@ def model(
 ):
     """VAE model on ``x: (b, D)`` (a minibatch of a data set of ``num_total`` rows);
     ``num_levels`` only for ``likelihood="categorical"`` (``x`` dequantized in ``[0, 1)``)."""
+    # static options (shapes and choices): checked also when the model is traced
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    num_levels = _check_num_levels(likelihood, num_levels)
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"x: expected an array of shape (b, D), got shape {jnp.shape(x)}")
     b, D = x.shape
     net = flax_module(
         "decoder",
-        _decoder(D, likelihood, tuple(hidden), num_levels),
+        _decoder(D, likelihood, check_hidden_sizes("hidden", hidden), num_levels),
         jnp.zeros((1, latent_dim)),
     )
     n = b if num_total is None else num_total
@@ -126,9 +137,10 @@ def model(
 
 def make_guide(latent_dim: int, hidden=(64,)):
     """The amortized Gaussian guide of :func:`model` (encoder ``MLP(hidden, 2 k)``)."""
-
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    hidden = check_hidden_sizes("hidden", hidden)
     return AmortizedNormalGuide(
-        model, MLP(tuple(hidden), 2 * latent_dim, zero_init_output=True), "z", init_scale=1.0
+        model, MLP(hidden, 2 * latent_dim, zero_init_output=True), "z", init_scale=1.0
     )
 
 
@@ -153,6 +165,8 @@ def _check_data(name, x, likelihood, num_levels):
     if x.ndim != 2:
         raise ValueError(f"{name}: expected an array of shape (n, D), got shape {x.shape}")
     check_finite(name, x)
+    if not is_concrete(x):
+        return x
     if likelihood == "bernoulli" and not bool(jnp.all((x == 0) | (x == 1))):
         raise ValueError(
             f"{name}: a Bernoulli likelihood expects binary data (0/1), got other values"
@@ -308,12 +322,39 @@ def _elbo(vae_static, params, x, k, key):
     return jnp.mean(_log_weights(vae_static._replace(params=params), x, key, k), axis=0)
 
 
+def _check_vae(vae) -> None:
+    if not isinstance(vae, VAE):
+        raise TypeError(f"vae: expected a fitted VAE (vae.fit), got {type(vae).__name__}")
+    if not isinstance(vae.params, Mapping):
+        raise ValueError(
+            f"vae: expected a fitted VAE with params (vae.fit), got params={vae.params!r}"[:200]
+        )
+
+
+def _check_rows(vae: VAE, x):
+    """``x: (n, data_dim)``, valid data of ``vae``'s likelihood."""
+    x = _check_data("x", x, vae.likelihood, vae.num_levels)
+    if x.shape[1] != vae.data_dim:
+        raise ValueError(
+            f"x: expected rows of length {vae.data_dim} (the VAE's data_dim), got shape {x.shape}"
+        )
+    return x
+
+
+def _check_path(path) -> None:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
+
+
 def iwae_log_likelihood(vae: VAE, x, *, k: int, key, chunk: int = 500, batch: int = 120):
     """Per-datum IWAE-``k`` bound ``(n,)`` (``k = 1``: the ELBO).  Chunks of ``chunk``
     importance samples and ``batch`` data rows keep memory bounded."""
+    _check_vae(vae)
     k = check_positive_int("k", k)
     chunk = min(check_positive_int("chunk", chunk), k)
-    x = jnp.asarray(x)
+    batch = check_positive_int("batch", batch)
+    key = check_key("key", key)
+    x = _check_rows(vae, x)
     static = vae._replace(params=None)
     out = []
     for i, start in enumerate(range(0, x.shape[0], batch)):
@@ -327,6 +368,14 @@ def iwae_log_likelihood(vae: VAE, x, *, k: int, key, chunk: int = 500, batch: in
 
 def plot_latents(path, vae: VAE, x, labels):
     """Scatter of the encoder means (first two latent dimensions), coloured by label (PNG)."""
+    _check_path(path)
+    _check_vae(vae)
+    x = _check_rows(vae, x)
+    if np.shape(labels) != (x.shape[0],):
+        raise ValueError(
+            f"labels: expected one label per row of x, shape ({x.shape[0]},), "
+            f"got shape {np.shape(labels)}"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,7 +401,18 @@ def plot_reconstructions(path, vae: VAE, x, *, shape=(8, 8), num: int = 10):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = jnp.asarray(x)[:num]
+    _check_path(path)
+    _check_vae(vae)
+    x = _check_rows(vae, x)
+    num = check_positive_int("num", num)
+    if num > x.shape[0]:
+        raise ValueError(f"num: expected at most the {x.shape[0]} rows of x, got {num}")
+    shape = check_event_shape_arg("shape", shape)
+    if math.prod(shape) != vae.data_dim:
+        raise ValueError(
+            f"shape: expected an image shape of {vae.data_dim} pixels (data_dim), got {shape}"
+        )
+    x = x[:num]
     loc, _ = make_guide(vae.latent_dim, vae.hidden).encode(vae.params, x)
     dec = _decoder(vae.data_dim, vae.likelihood, vae.hidden, vae.num_levels)
     out = dec.apply({"params": vae.params["decoder$params"]}, loc)

@@ -51,8 +51,20 @@ from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import CorrCholeskyTransform
 from tqdm.auto import tqdm
 
-from numpyro_hgf._checks import check_choice, check_positive_int, progress_enabled
+from numpyro_hgf._checks import (
+    check_choice,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+    progress_enabled,
+)
 from numpyro_hgf.models.laplace import laplace_log_marginal
+from numpyro_hgf.models.nlme._arguments import (
+    check_data,
+    check_init_values,
+    check_params,
+    check_progress,
+)
 from numpyro_hgf.models.nlme.data import NLMEData
 from numpyro_hgf.models.pk import one_compartment_oral
 
@@ -103,12 +115,21 @@ class NLMEModel:
     def __post_init__(self):
         if not callable(self.structural):
             raise TypeError(f"structural: expected a callable, got {type(self.structural)}")
-        object.__setattr__(self, "eta_names", tuple(self.eta_names))
+        names = self.eta_names
+        if isinstance(names, str) or not isinstance(names, list | tuple):
+            raise TypeError(f"eta_names: expected a tuple of names (strings), got {names!r}")
+        object.__setattr__(self, "eta_names", tuple(names))
         if not self.eta_names:
             raise ValueError("eta_names: expected at least one random effect, got none")
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError(f"eta_names: expected names (strings), got {tuple(names)!r}")
+        if len(set(names)) < len(names):
+            raise ValueError(f"eta_names: expected distinct names, got {tuple(names)!r}")
         check_choice("omega", self.omega, OMEGA_KINDS)
         check_choice("error", self.error, ERROR_MODELS)
         scale = self.eta_scale
+        if not isinstance(scale, str | list | tuple):
+            raise TypeError(f"eta_scale: expected a string or a tuple of strings, got {scale!r}")
         scale = (scale,) * len(self.eta_names) if isinstance(scale, str) else tuple(scale)
         if len(scale) != len(self.eta_names):
             raise ValueError(
@@ -131,6 +152,7 @@ class NLMEModel:
         "log_sigma_add": () (additive/combined), "log_sigma_prop": () (proportional/combined)}``
         """
         d = self.eta_dim
+        check_init_values(self, theta, omega_sd, sigma_add, sigma_prop)
         theta = jax.tree.map(jnp.asarray, theta)
         p = {
             "theta": theta,
@@ -161,6 +183,8 @@ class NLMEModel:
 
     def check(self, params, data: NLMEData) -> None:
         """Raise early if the structural model does not return ``(T,)`` for one subject."""
+        check_data(data)
+        check_params(self, params, "params")
         cov0 = {k: v[0] for k, v in data.covariates.items()}
         eta0 = jnp.zeros((self.eta_dim,), data.times.dtype)
         try:
@@ -178,9 +202,15 @@ class NLMEModel:
             )
 
 
+def _check_model_data(model, data) -> None:
+    check_instance("model", model, NLMEModel, "an NLMEModel")
+    check_data(data)
+
+
 def residual_sd(error: str, pred, sigma_add, sigma_prop):
     """Residual standard deviation ``g``: additive ``a``, proportional ``b |f|``, combined
     ``sqrt(a^2 + b^2 f^2)``.  Shape of ``pred``."""
+    check_choice("error", error, ERROR_MODELS)
     if error == "additive":
         return jnp.broadcast_to(sigma_add, jnp.shape(pred))
     if error == "proportional":
@@ -251,7 +281,10 @@ def laplace_log_likelihood(
         ``(total, per_subject)``: a scalar and a
         :class:`~numpyro_hgf.models.laplace.LaplaceResult` batched over subjects.
     """
+    _check_model_data(model, data)
     check_choice("method", method, ("laplace", "focei"))
+    num_steps = check_positive_int("num_steps", num_steps)
+    check_params(model, params, "params")
 
     def one(cov, t, y, m):
         log_joint = _subject_log_joint(model, cov, t, y, m)
@@ -331,8 +364,13 @@ def fit_laplace(
     """
     from scipy.optimize import minimize
 
+    _check_model_data(model, data)
+    check_params(model, init, "init")
     check_choice("method", method, ("laplace", "focei"))
     max_iter = check_positive_int("max_iter", max_iter)
+    tol = check_positive_float("tol", tol)
+    num_steps = check_positive_int("num_steps", num_steps)
+    check_progress(progress)
     start = time.perf_counter()
     with jax.enable_x64(True):
         data64 = data.astype(jnp.float64)

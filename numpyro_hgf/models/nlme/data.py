@@ -87,6 +87,14 @@ def prepare_data(
             observations with ``missing="error"``, a subject without observations.
     """
     check_choice("missing", missing, ("error", "drop"))
+    if not (hasattr(table, "keys") and hasattr(table, "__getitem__")):
+        raise TypeError(
+            f"table: expected a mapping column name -> 1-D array (a dict, a pandas DataFrame), "
+            f"got {type(table).__name__}"
+        )
+    for name, value in (("covariates", covariates), ("nonnegative", nonnegative)):
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise TypeError(f"{name}: expected a sequence of column names, got {value!r}")
     needed = [subject, time, observation, *covariates, *nonnegative]
     absent = [c for c in dict.fromkeys(needed) if c not in table]
     if absent:
@@ -98,6 +106,16 @@ def prepare_data(
     lengths = {c: v.shape for c, v in cols.items()}
     if len({v.shape for v in cols.values()}) != 1 or any(v.ndim != 1 for v in cols.values()):
         raise ValueError(f"table: expected 1-D columns of one length, got shapes {lengths}")
+    if not len(cols[subject]):
+        raise ValueError("table: expected at least one row, got an empty table")
+    for c in dict.fromkeys([time, observation, *covariates, *nonnegative]):
+        try:
+            cols[c].astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{c}: expected a numeric column, got dtype {cols[c].dtype} "
+                f"(e.g. {cols[c][:3].tolist()})"
+            ) from None
     t = cols[time].astype(np.float64)
     if not np.all(np.isfinite(t)):
         raise ValueError(

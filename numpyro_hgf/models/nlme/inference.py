@@ -26,10 +26,26 @@ from numpyro.infer import Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.infer.initialization import init_to_value
 
-from numpyro_hgf._checks import check_choice, check_key, check_positive_int, progress_enabled
+from numpyro_hgf._checks import (
+    check_choice,
+    check_hidden_sizes,
+    check_instance,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+    progress_enabled,
+)
 from numpyro_hgf.guides.amortized import AmortizedNormalGuide
+from numpyro_hgf.models.nlme._arguments import (
+    check_data,
+    check_params,
+    check_priors,
+    check_progress,
+    check_proposal,
+)
 from numpyro_hgf.models.nlme.core import (
     NLMEModel,
+    _check_model_data,
     _subject_log_joint,
     laplace_log_likelihood,
     residual_sd,
@@ -75,23 +91,19 @@ def numpyro_model(
     The random effects are the sample site ``eta: (N, d)`` in the plate ``subjects``; the
     observations are ``obs`` (masked ``Normal``, event ``(T,)``).
     """
+    _check_model_data(model, data)
     init = model.init_params({}) if init is None else init
+    check_params(model, init, "init")
+    sites = _param_sites(model, init)
+    if priors is not None:
+        check_priors(priors, sites)
 
     def site(name, value, constraint=constraints.real):
         if priors is None:
             return numpyro.param(name, value, constraint=constraint)
-        if name not in priors:
-            raise ValueError(f"priors: expected a prior for site {name!r}, got {sorted(priors)}")
-        shape = priors[name].shape()
-        if shape != jnp.shape(value):
-            # a scalar prior on a vector parameter would silently tie its entries together
-            raise ValueError(
-                f"priors: expected a prior of shape {jnp.shape(value)} for site {name!r} "
-                f"(its batch + event shape; use .expand(...)), got shape {shape}"
-            )
         return numpyro.sample(name, priors[name])
 
-    values = {name: site(name, v, c) for name, (v, c) in _param_sites(model, init).items()}
+    values = {name: site(name, v, c) for name, (v, c) in sites.items()}
     theta = {k: values[f"theta_{k}"] for k in init["theta"]}
     omega_sd = values["omega_sd"]
     if model.omega == "full":
@@ -147,6 +159,7 @@ class NewtonGuide:
     def __init__(self, model: NLMEModel, init: dict, num_steps: int = 30):
         if not isinstance(model, NLMEModel):
             raise TypeError(f"model: expected an NLMEModel, got {type(model).__name__}")
+        check_params(model, init, "init")
         self.model, self.init = model, init
         self.num_steps = check_positive_int("num_steps", num_steps)
 
@@ -251,7 +264,12 @@ def fit_svi(
             subjects); the negative ELBO of those subjects (``num_particles`` fixed draws)
             picks the returned params, and ``patience`` stops early.
     """
+    _check_model_data(model, data)
+    check_params(model, init, "init")
     check_choice("guide", guide, ("mvn", "normal", "amortized", "newton"))
+    num_particles = check_positive_int("num_particles", num_particles)
+    num_eval_particles = check_positive_int("num_eval_particles", num_eval_particles)
+    hidden = check_hidden_sizes("hidden", hidden)
     key = check_key("key", key)
     options = resolve_options(options, train_options, SVI_RECIPE)
     held_out = options.validation
@@ -363,8 +381,12 @@ def fit_nuts(
     """
     import arviz as az
     from numpyro.infer import MCMC, NUTS
-    from numpyro.infer.initialization import init_to_value
 
+    _check_model_data(model, data)
+    check_params(model, init, "init")
+    check_priors(priors, _param_sites(model, init))
+    key = check_key("key", key)
+    check_progress(progress)
     model.check(init, data)
     a0, b0 = model.sigmas(init)
     start = {f"theta_{k}": v for k, v in init["theta"].items()}
@@ -418,9 +440,13 @@ def importance_log_likelihood(
     Returns:
         ``(total, per_subject (N,))``.
     """
+    _check_model_data(model, data)
+    check_params(model, params, "params")
+    loc, cov = check_proposal(loc, cov, data.num_subjects, model.eta_dim)
     K = check_positive_int("num_samples", num_samples)
-    df = None if df is None else float(df)
-    return _importance(model, params, data, jnp.asarray(loc), jnp.asarray(cov), key, K, df)
+    key = check_key("key", key)
+    df = None if df is None else check_positive_float("df", df)
+    return _importance(model, params, data, loc, cov, key, K, df)
 
 
 @partial(jax.jit, static_argnums=(0, 6, 7))
@@ -446,8 +472,8 @@ def _importance(model, params, data, loc, cov, key, K, df):
 def guide_moments(result: SVIResult, data: NLMEData):
     """Per-subject mean ``(N, d)`` and covariance ``(N, d, d)`` of the guide of ``eta``
     after :func:`fit_svi` (the diagonal blocks for ``"mvn"``)."""
-    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
-
+    check_instance("result", result, SVIResult, "an SVIResult (fit_svi)")
+    check_data(data)
     q, p = result.guide, result.svi_params
     N = data.num_subjects
     if isinstance(q, AutoMultivariateNormal):
@@ -468,4 +494,6 @@ def guide_moments(result: SVIResult, data: NLMEData):
 
 def partial_params(log_joint, params):
     """``(eta, params) -> ...`` with ``params`` fixed: ``eta -> ...``."""
+    if not callable(log_joint):
+        raise TypeError(f"log_joint: expected a callable, got {type(log_joint).__name__}")
     return lambda eta: log_joint(eta, params)

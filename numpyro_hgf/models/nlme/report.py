@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 
 import jax
@@ -14,10 +14,12 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
-from numpyro_hgf._checks import check_instance, check_positive_int
+from numpyro_hgf._checks import check_instance, check_key, check_positive_int, describe
+from numpyro_hgf.models.nlme._arguments import check_params
 from numpyro_hgf.models.nlme.core import (
     LaplaceFit,
     NLMEModel,
+    _check_model_data,
     laplace_log_likelihood,
     residual_sd,
 )
@@ -46,15 +48,38 @@ def predict(model: NLMEModel, params, data: NLMEData, eta=None, times=None):
     (``LaplaceFit.eta``) for individual predictions.  ``times``: ``(N, T')`` or ``(T',)``
     to predict at other times (default: the observation times).
     """
+    _check_model_data(model, data)
+    _check_theta(params)
     N = data.num_subjects
     eta = jnp.zeros((N, model.eta_dim)) if eta is None else jnp.asarray(eta)
+    if eta.shape != (N, model.eta_dim):
+        raise ValueError(
+            f"eta: expected shape {(N, model.eta_dim)} (subjects of data, random effects of "
+            f"model), got {describe(eta)}"
+        )
     if times is None:
         t = data.times
     else:
-        t = jnp.broadcast_to(jnp.asarray(times), (N, np.shape(times)[-1]))
+        times = jnp.asarray(times)
+        if times.ndim not in (1, 2) or (times.ndim == 2 and times.shape[0] != N):
+            raise ValueError(f"times: expected shape (T',) or ({N}, T'), got {describe(times)}")
+        t = jnp.broadcast_to(times, (N, times.shape[-1]))
     return jax.vmap(lambda e, c, tt: model.structural(params["theta"], e, c, tt))(
         eta, data.covariates, t
     )
+
+
+def _check_theta(params, name: str = "params") -> None:
+    if not isinstance(params, Mapping) or not isinstance(params.get("theta"), Mapping):
+        raise TypeError(
+            f"{name}: expected a params dict with a 'theta' dict (NLMEModel.init_params), "
+            f"got {type(params).__name__}"
+        )
+
+
+def _path(path) -> None:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
 
 
 def _corr(p, j: int, k: int):
@@ -111,6 +136,19 @@ def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
 
     :func:`format_table` renders them as Markdown.
     """
+    check_instance("model", model, NLMEModel, "an NLMEModel")
+    if not (hasattr(fit, "params") and hasattr(fit, "covariance")):
+        raise TypeError(
+            f"fit: expected a LaplaceFit (fit_laplace; params and covariance), got "
+            f"{type(fit).__name__}"
+        )
+    check_params(model, fit.params, "fit.params")
+    p = sum(np.size(leaf) for leaf in jax.tree.leaves(fit.params))
+    if np.shape(fit.covariance) != (p, p):
+        raise ValueError(
+            f"fit.covariance: expected shape {(p, p)} (the raveled params), got "
+            f"{np.shape(fit.covariance)}"
+        )
     eta = getattr(fit, "eta", None)
     eta_sd = None if eta is None else np.std(np.asarray(eta, np.float64), axis=0, ddof=1)
     with jax.enable_x64(True):
@@ -131,6 +169,13 @@ def parameter_table(model: NLMEModel, fit: LaplaceFit) -> list[dict]:
         return out
 
 
+def _numbers(values) -> bool:
+    try:
+        return np.issubdtype(np.asarray(values).dtype, np.number)
+    except (TypeError, ValueError):
+        return False
+
+
 def _cell(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -138,6 +183,17 @@ def _cell(value, spec: str) -> str:
 def format_table(rows: list[dict], reference: Mapping[str, float] | None = None) -> str:
     """Markdown table of :func:`parameter_table` rows: parameter, estimate, SE, RSE %,
     shrinkage % (blank where a row has none) and an optional reference column."""
+    if isinstance(rows, Mapping | str) or not isinstance(rows, Iterable):
+        raise TypeError(f"rows: expected a list of parameter_table rows, got {rows!r}")
+    rows = list(rows)
+    for i, r in enumerate(rows):
+        if not (isinstance(r, Mapping) and {"name", "estimate", "se"} <= set(r)):
+            raise TypeError(
+                f"rows[{i}]: expected a parameter_table row (a dict with name, estimate, se), "
+                f"got {r!r}"
+            )
+    if reference is not None and not isinstance(reference, Mapping):
+        raise TypeError(f"reference: expected a dict name -> value, got {reference!r}")
     head = "| parameter | estimate | SE | RSE % | shrinkage % |" + (
         " reference |" if reference else ""
     )
@@ -182,7 +238,18 @@ def plot_vpc(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _path(path)
+    _check_model_data(model, data)
+    check_params(model, params, "params")
+    key = check_key("key", key)
     num_sims = check_positive_int("num_sims", num_sims)
+    num_bins = check_positive_int("num_bins", num_bins)
+    q = np.asarray(quantiles, dtype=float) if _numbers(quantiles) else None
+    if q is None or q.shape != (3,) or not (np.all((q > 0) & (q < 1)) and np.all(np.diff(q) > 0)):
+        raise ValueError(
+            f"quantiles: expected 3 increasing numbers in (0, 1) (lower, middle, upper), "
+            f"got {quantiles!r}"
+        )
     params = jax.tree.map(jnp.asarray, params)
     L = model.omega_scale_tril(params)
     a, b = model.sigmas(params)
@@ -202,7 +269,6 @@ def plot_vpc(
     sims = sims[:, mask]
     edges = np.unique(np.quantile(t, np.linspace(0, 1, num_bins + 1)))
     which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
-    q = np.asarray(quantiles)
     centres, obs_q, sim_q = [], [], []
     for j in range(len(edges) - 1):
         sel = which == j
@@ -241,8 +307,7 @@ GOF_COLUMNS = ("ID", "TIME", "DV", "PRED", "IPRED", "IWRES", "CWRES")
 
 def _gof_inputs(model, fit, data):
     """Check the arguments of :func:`gof_table`: ``(params, eta or None)``."""
-    check_instance("model", model, NLMEModel, "an NLMEModel")
-    check_instance("data", data, NLMEData, "an NLMEData (prepare_data, read_events)")
+    _check_model_data(model, data)
     if isinstance(fit, LaplaceFit):
         params, eta = fit.params, fit.eta
         want = (data.num_subjects, model.eta_dim)
@@ -253,6 +318,7 @@ def _gof_inputs(model, fit, data):
             )
     elif isinstance(fit, Mapping) and "theta" in fit:
         params, eta = fit, None
+        check_params(model, params, "fit")
     else:
         raise TypeError(
             "fit: expected a LaplaceFit (fit_laplace) or a params dict with a 'theta' entry "
@@ -348,8 +414,7 @@ def plot_gof(
     against IPRED (identity line), CWRES against TIME and against PRED (lines at 0 and
     +/-2).  ``fit``: a :class:`LaplaceFit` or a params dict, as for :func:`gof_table`.
     Returns ``path``."""
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
+    _path(path)
     table = gof_table(model, fit, data)
 
     import matplotlib
