@@ -434,6 +434,7 @@ def simulate_weight_study(seed, n=40, amt=320.0):
     return pd.DataFrame(rows), realized
 
 
+@pytest.mark.slow
 def test_weight_exponent_on_clearance_is_recovered():
     """FOCE-I recovers the exponent of CL ~ (WT/70)^beta (truth 0.75) within 1 SE of the
     draw's realized value and 3 SE of the truth, tells it from 0 (beta / SE > 3), and the fit
@@ -461,6 +462,7 @@ def test_weight_exponent_on_clearance_is_recovered():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ode_model_equals_the_closed_forms():
     """Within 1e-6 mg/L (float64): oral doses with a padded record, central (CMT 2) boluses
     against the IV closed form, and a reset with an ADDL dose past it; gradients agree."""

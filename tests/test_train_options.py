@@ -223,6 +223,7 @@ def test_fit_flow_returns_the_params_of_the_lowest_held_out_nll():
     assert math.isclose(nll, best, rel_tol=1e-5, abs_tol=1e-5)
 
 
+@pytest.mark.slow
 def test_nlme_validation_on_held_out_subjects():
     data = nlme.theophylline_data()
     model, init = nlme.theophylline_model()
