@@ -34,8 +34,10 @@ from numpyro_hgf._checks.callables import (
 )
 from numpyro_hgf._checks.values import (
     as_key,
+    check_callable,
     check_choice,
     check_event_shape_arg,
+    check_finite_float,
     check_fraction,
     check_hidden_sizes,
     check_instance,
@@ -62,6 +64,7 @@ __all__ = [
     "call_field",
     "check_betas",
     "check_binary",
+    "check_callable",
     "check_chains",
     "check_choice",
     "check_data_array",
@@ -70,6 +73,7 @@ __all__ = [
     "check_event_shape",
     "check_event_shape_arg",
     "check_finite",
+    "check_finite_float",
     "check_fits",
     "check_floating",
     "check_fraction",

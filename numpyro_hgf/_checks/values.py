@@ -28,6 +28,8 @@ __all__ = [
     "check_key",
     "as_key",
     "check_instance",
+    "check_callable",
+    "check_finite_float",
     "progress_enabled",
 ]
 
@@ -229,6 +231,22 @@ def check_instance(name: str, value, types, what: str):
     if not isinstance(value, types):
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     return value
+
+
+def check_callable(name: str, value, what: str = "a callable"):
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is callable (a function, a
+    network's apply, an activation)."""
+    if not callable(value):
+        raise TypeError(f"{name}: expected {what}, got {describe(value)}")
+    return value
+
+
+def check_finite_float(name: str, value) -> float:
+    """Return ``value`` as a finite ``float`` (any sign) or raise naming ``name``."""
+    out = _as_float(name, value, "a finite number")
+    if not np.isfinite(out):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return out
 
 
 def progress_enabled(progress: bool | None) -> bool:

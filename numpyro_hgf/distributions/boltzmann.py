@@ -29,6 +29,7 @@ from numpyro.distributions.constraints import _SingletonConstraint
 from numpyro_hgf._checks import (
     check_choice,
     check_finite,
+    check_key,
     check_positive_int,
     check_spins,
     check_symmetric_zero_diagonal,
@@ -150,7 +151,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
         if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
             raise ValueError(f"W: expected a square (d, d) matrix, got an array of shape {W.shape}")
         d = W.shape[0]
-        b = jnp.zeros(d, W.dtype) if b is None else jnp.asarray(b, W.dtype)
+        b = self._bias("b", b, d, W.dtype)
         if b.shape != (d,):
             raise ValueError(f"b: expected shape ({d},) to match W {W.shape}, got {b.shape}")
         check_finite("W", W)
@@ -202,15 +203,17 @@ class BoltzmannMachine(UnnormalizedDistribution):
         :class:`~numpyro_hgf.samplers.ais.AISResult` is returned (its ``log_normalizer_ratio`` is
         ``log Z``)."""
         check_choice("method", method, ("exact", "ais"))
+        return_result = self._check_return_result(return_result)
         if method == "exact":
             if self.dim > EXACT_MAX_UNITS:
                 raise ValueError(
                     f"method: 'exact' enumerates 2^d states and needs d <= {EXACT_MAX_UNITS}, "
                     f"got d={self.dim}; use method='ais'"
                 )
-            return _exact_log_z(self.params)
+            return self._exact_result(_exact_log_z(self.params), return_result)
         if key is None:
             raise TypeError("key: expected a jax.random key for method='ais', got None")
+        check_key("key", key)
         num_chains = check_positive_int("num_chains", num_chains)
         num_betas = check_positive_int("num_betas", num_betas)
         if num_betas < 2:
@@ -226,6 +229,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
     def sample(self, key, sample_shape=()):
         """Independent chains from uniform spins, :attr:`num_gibbs_steps` sweeps each."""
         sample_shape = tuple(sample_shape)
+        check_key("key", key)
         if self.param_batch_shape:
             return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))

@@ -20,7 +20,14 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from numpyro_hgf._checks import check_choice, check_event_shape, check_positive_int
+from numpyro_hgf._checks import (
+    check_choice,
+    check_event_shape,
+    check_event_shape_arg,
+    check_finite_float,
+    check_key,
+    check_positive_int,
+)
 from numpyro_hgf.flows._batched_params import (
     leading_batch_shape,
     map_over_param_batch,
@@ -49,7 +56,30 @@ def event_shape_of(module, event_shape, role: str) -> tuple[int, ...]:
                 "out_dim), got None"
             )
         event_shape = (out_dim,)
-    return tuple(int(n) for n in event_shape)
+    return check_event_shape_arg("event_shape", event_shape)
+
+
+def check_field_fits(role: str, module, params, event_shape, t) -> None:
+    """Abstract evaluation (nothing runs) of ``module.apply({"params": params}, x, t)`` on one
+    point ``x: (1, *event_shape)``: params initialised for another input size, or an output
+    of another shape than ``x``, is a ``ValueError`` naming ``params`` / ``role`` here rather
+    than deep inside the first ODE solve."""
+    x = jax.ShapeDtypeStruct((1, *event_shape), jnp.result_type(float))
+    try:
+        out = jax.eval_shape(lambda p, y: module.apply({"params": p}, y, t), params, x)
+    except Exception as err:  # a network initialised for another input, or not for (x, t)
+        first = str(err).strip().split("\n")[0]
+        raise ValueError(
+            f"params: expected the params of the {role} network for x of shape "
+            f"{(1, *event_shape)} (the event shape {tuple(event_shape)}), but applying it "
+            f"failed with {type(err).__name__}: {first}"
+        ) from err
+    if not hasattr(out, "shape") or tuple(out.shape) != (1, *event_shape):
+        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(
+            f"{role}: expected an output of the shape of x {(1, *event_shape)} (a vector field "
+            f"on the event shape {tuple(event_shape)}), got {got}"
+        )
 
 
 def _flatten_batch(value, event_shape):
@@ -169,6 +199,7 @@ class ContinuousFlow(dist.Distribution):
     """
 
     arg_constraints = {}
+    _field_role = "velocity"  # the network's name in the messages of check_field_fits
     pytree_data_fields = ("params", "base", "probe_key")
     pytree_aux_fields = (
         "velocity",
@@ -204,7 +235,8 @@ class ContinuousFlow(dist.Distribution):
             raise TypeError(
                 f"velocity: expected a flax.linen module, got {type(velocity).__name__}"
             )
-        if float(t0) == float(t1):
+        t0, t1 = check_finite_float("t0", t0), check_finite_float("t1", t1)
+        if t0 == t1:
             raise ValueError(f"t1: expected a time different from t0={t0}, got {t1}")
         dim = math.prod(base.event_shape)
         if trace is None:
@@ -218,7 +250,11 @@ class ContinuousFlow(dist.Distribution):
         self.solver = ODESolver.of(solver)
         self.sample_solver = self.solver if sample_solver is None else ODESolver.of(sample_solver)
         self.num_probes = check_positive_int("num_probes", num_probes)
+        if probe_key is not None:
+            check_key("probe_key", probe_key)
         self.probe_key = jax.random.key(0) if probe_key is None else probe_key
+        if params is not None:  # None: a template whose settings a trainer checks first
+            check_field_fits(self._field_role, velocity, params, base.event_shape, self.t1)
         super().__init__(batch_shape=(), event_shape=base.event_shape, validate_args=validate_args)
 
     # -- the bijection -----------------------------------------------------------------------
@@ -297,12 +333,14 @@ class ContinuousFlow(dist.Distribution):
     # -- sampling and density -----------------------------------------------------------
     def sample_with_nfe(self, key, sample_shape=(), solver=None):
         """``(samples: (*sample_shape, *event_shape), nfe)``; ``solver`` overrides the default."""
+        check_key("key", key)
         solver = self.sample_solver if solver is None else ODESolver.of(solver)
         return _jit_sample(self, key, tuple(sample_shape), solver)
 
     def sample(self, key, sample_shape=()):
         """``(*sample_shape, *param_batch_shape, *event_shape)`` draws (independent keys per
         stacked flow)."""
+        check_key("key", key)
         batch = self.param_batch_shape
         if batch:
             return sample_over_param_batch(self, batch, type(self).sample, key, sample_shape)
@@ -402,6 +440,12 @@ class HGFPrior(ContinuousFlow):
             raise TypeError(f"path: expected a HamiltonianPath, got {type(path).__name__}")
         event_shape = event_shape_of(velocity, event_shape, "velocity")
         self.path = path
+        if base is not None and not isinstance(base, dist.Distribution):
+            raise TypeError(f"base: expected a numpyro Distribution, got {type(base).__name__}")
+        if base is not None and tuple(base.event_shape) != event_shape:
+            raise ValueError(
+                f"base: expected event_shape {event_shape}, got {tuple(base.event_shape)}"
+            )
         base = path.base(tuple(event_shape)) if base is None else base
         super().__init__(velocity, params, base, path.horizon, 0.0, **kwargs)
 

@@ -31,7 +31,7 @@ import numpy as np
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.util import validate_sample
 
-from numpyro_hgf._checks import check_binary, check_event_shape, check_positive_int
+from numpyro_hgf._checks import check_binary, check_event_shape, check_key, check_positive_int
 from numpyro_hgf.distributions.deep_boltzmann import check_layer_params, each_of
 from numpyro_hgf.flows._batched_params import (
     map_over_param_batch,
@@ -160,6 +160,7 @@ class DeepBeliefNet(Distribution):
         """Top-RBM Gibbs chains (:attr:`num_gibbs_steps` sweeps from ``Bernoulli(σ(b_{L-1}))``),
         then the ancestral down-pass; float 0/1."""
         sample_shape = tuple(sample_shape)
+        check_key("key", key)
         if self.param_batch_shape:
             sample = type(self).sample
             return sample_over_param_batch(self, self.param_batch_shape, sample, key, sample_shape)

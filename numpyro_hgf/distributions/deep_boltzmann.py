@@ -33,8 +33,10 @@ from numpyro_hgf._checks import (
     check_binary,
     check_event_shape,
     check_finite,
+    check_key,
     check_positive_int,
 )
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.distributions.unnormalized import LayeredMachine
 from numpyro_hgf.flows._batched_params import register_param_batch
 from numpyro_hgf.io import register_model
@@ -78,6 +80,8 @@ def check_layer_params(weights, biases, *, min_hidden_layers: int):
         raise TypeError(
             f"weights: expected a sequence of (n_(l-1), n_l) matrices, got {type(weights).__name__}"
         )
+    for i, w in enumerate(weights):  # strings, objects, complex: a TypeError naming weights[i]
+        check_real_array(f"weights[{i}]", w)
     weights = [jnp.asarray(w) for w in weights]
     if len(weights) < min_hidden_layers:
         raise ValueError(
@@ -360,6 +364,7 @@ class DeepBoltzmannMachine(LayeredMachine):
     def sample_layers(self, key, num_chains: int, num_steps: int | None = None):
         """``(v, h¹, ..., h^L)`` of ``num_chains`` independent chains after ``num_steps``
         sweeps (default :attr:`num_gibbs_steps`) from ``x_l ~ Bernoulli(σ(b_l))``."""
+        check_key("key", key)
         num_chains = check_positive_int("num_chains", num_chains)
         steps = self.num_gibbs_steps if num_steps is None else num_steps
         steps = check_positive_int("num_steps", steps)
@@ -368,6 +373,7 @@ class DeepBoltzmannMachine(LayeredMachine):
     def sample(self, key, sample_shape=()):
         """The visible layer of independent chains after :attr:`num_gibbs_steps` sweeps."""
         sample_shape = tuple(sample_shape)
+        check_key("key", key)
         if self.param_batch_shape:
             return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))

@@ -18,6 +18,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import _describe
+from numpyro_hgf._checks.arrays import check_real_array
 
 __all__ = ["DequantizedCategorical", "half_open_unit_interval"]
 
@@ -64,6 +65,7 @@ class DequantizedCategorical(dist.Distribution):
     has_enumerate_support = False
 
     def __init__(self, logits, *, validate_args=None):
+        check_real_array("logits", logits)  # strings, objects, complex: a TypeError
         if jnp.ndim(logits) < 1:
             raise ValueError(
                 f"logits: expected an array of shape (..., num_levels), got {_describe(logits)}"

@@ -34,12 +34,13 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import constraints
+from numpyro.distributions import Distribution, constraints
 
 from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
     check_instance,
+    check_key,
     check_nonnegative_int,
     check_open_time,
     check_positive_float,
@@ -113,6 +114,7 @@ class DiffusionPrior(ContinuousFlow):
     trailing shape is not ``event_shape`` (an image of the wrong size) is a ``ValueError``.
     """
 
+    _field_role = "score"
     pytree_aux_fields = (
         "sde",
         "output",
@@ -156,6 +158,8 @@ class DiffusionPrior(ContinuousFlow):
         sample_solver = kwargs.get("sample_solver") or kwargs.get("solver", "tsit5")
         self.sampler = self._sampler_of(sampler, ODESolver.of(sample_solver))
         self._custom_base = base is not None
+        if base is not None:
+            check_instance("base", base, Distribution, "a numpyro Distribution")
         base = sde.prior(event_shape) if base is None else base
         if base.event_shape != event_shape:
             raise ValueError(
@@ -228,6 +232,7 @@ class DiffusionPrior(ContinuousFlow):
                 predictor steps; ``"ode"``: Heun's method with ``nfe`` evaluations.
             solver: the ODE solver of ``"ode"`` (overrides ``nfe``).
         """
+        check_key("key", key)
         if nfe is not None:
             nfe = check_positive_int("nfe", nfe)
         solver = None if solver is None else ODESolver.of(solver)
@@ -258,6 +263,7 @@ class DiffusionPrior(ContinuousFlow):
             ``(*batch,)`` bits per dimension.
         """
         check_event_shape("raw_levels", raw_levels, self.event_shape)
+        check_key("key", key)
         x = dequantize(key, raw_levels, num_levels, interval)
         dim = math.prod(self.event_shape)
         return bits_per_dim(self.log_prob(x), dim, num_levels, interval)

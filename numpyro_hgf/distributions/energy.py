@@ -32,6 +32,7 @@ from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
     check_event_shape_arg,
+    check_key,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -325,6 +326,7 @@ class EnergyBasedModel(UnnormalizedDistribution):
         the unadjusted Langevin sampler).
         """
         sample_shape = tuple(int(s) for s in sample_shape)
+        check_key("key", key)
         if self.param_batch_shape:
             return self._sample_batched(key, sample_shape, _sample_with_info)
         return _jit_sample(self, key, sample_shape)
@@ -384,12 +386,10 @@ class EnergyBasedModel(UnnormalizedDistribution):
         resolution = check_positive_int("resolution", resolution)
         if resolution < 3:
             raise ValueError(f"resolution: expected at least 3 grid points, got {resolution}")
-        try:
-            low, high = bounds
+        try:  # a pair of numbers or of (d,) arrays
+            low, high = (np.broadcast_to(np.asarray(b, float), (dim,)) for b in bounds)
         except (TypeError, ValueError):
             raise ValueError(f"bounds: expected a pair (low, high), got {bounds!r}") from None
-        low = np.broadcast_to(np.asarray(low, float), (dim,))
-        high = np.broadcast_to(np.asarray(high, float), (dim,))
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
             raise ValueError(
                 f"bounds: expected finite low < high in every dimension, got low={low.tolist()}, "
@@ -442,6 +442,7 @@ class EnergyBasedModel(UnnormalizedDistribution):
             :class:`numpyro_hgf.samplers.ais.AISResult` (``log_normalizer_ratio`` = ``log Z``,
             ``log_weights``, ``samples`` from the target, ``stderr``).
         """
+        check_key("key", key)
         num_chains = check_positive_int("num_chains", num_chains)
         num_betas = check_positive_int("num_betas", num_betas)
         if num_betas < 2:

@@ -26,7 +26,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.util import validate_sample
 from numpyro.infer.reparam import Reparam
 
-from numpyro_hgf._checks import check_event_shape_arg, check_positive_int, describe
+from numpyro_hgf._checks import check_event_shape_arg, check_key, check_positive_int, describe
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.config import module_config, module_from_config
 
@@ -135,6 +135,7 @@ class GeneratorPrior(dist.Distribution):
 
     def sample(self, key, sample_shape=()):
         """``G(z)`` for ``z ~ N(0, I)``: ``(*sample_shape, *event_shape)``."""
+        check_key("key", key)
         shape = tuple(sample_shape) + tuple(self.batch_shape) + (self.latent_dim,)
         z = jax.random.normal(key, shape, _float_dtype(self.params))
         return self.generate(z)

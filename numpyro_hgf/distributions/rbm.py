@@ -40,6 +40,7 @@ from numpyro.distributions import constraints
 from numpyro_hgf._checks import (
     check_binary,
     check_finite,
+    check_key,
     check_positive_int,
 )
 from numpyro_hgf.distributions.unnormalized import LayeredMachine, UnnormalizedDistribution
@@ -200,8 +201,8 @@ class BernoulliRBM(LayeredMachine):
         V, H = W.shape
         if V == 0 or H == 0:
             raise ValueError(f"W: expected at least one visible and one hidden unit, got {W.shape}")
-        b_visible = jnp.zeros(V, W.dtype) if b_visible is None else jnp.asarray(b_visible, W.dtype)
-        b_hidden = jnp.zeros(H, W.dtype) if b_hidden is None else jnp.asarray(b_hidden, W.dtype)
+        b_visible = self._bias("b_visible", b_visible, V, W.dtype)
+        b_hidden = self._bias("b_hidden", b_hidden, H, W.dtype)
         if b_visible.shape != (V,):
             raise ValueError(
                 f"b_visible: expected shape ({V},) to match W {W.shape}, got {b_visible.shape}"
@@ -284,6 +285,7 @@ class BernoulliRBM(LayeredMachine):
         """Independent Gibbs chains: start ``v ~ Bernoulli(σ(b_visible))``, run
         :attr:`num_gibbs_steps` block sweeps, return the last state (float 0/1)."""
         sample_shape = tuple(sample_shape)
+        check_key("key", key)
         if self.param_batch_shape:
             return self._sample_batched(key, sample_shape)
         n = int(np.prod(sample_shape, dtype=np.int64))

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import check_choice, describe
+from numpyro_hgf._checks import check_choice, check_event_shape_arg, check_noise_levels, describe
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.distributions.energy import EnergyBasedModel
 from numpyro_hgf.io import register_model
 from numpyro_hgf.nn.config import module_config, module_from_config
@@ -42,8 +43,11 @@ class ScoreModel:
     def __init__(self, network, params, event_shape, *, kind: str = "score", sigmas=None):
         self.network = network
         self.params = params
-        self.event_shape = tuple(int(n) for n in event_shape)
+        self.event_shape = check_event_shape_arg("event_shape", event_shape)
         self.kind = check_choice("kind", kind, ("score", "energy"))
+        if sigmas is not None:
+            check_real_array("sigmas", sigmas)  # strings: a TypeError naming sigmas
+            check_noise_levels("sigmas", sigmas)
         self.sigmas = None if sigmas is None else tuple(float(s) for s in np.ravel(sigmas))
         apply = score_from_energy(network) if kind == "energy" else score_from_network(network)
         self._score_fn = apply

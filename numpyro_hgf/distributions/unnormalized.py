@@ -32,16 +32,21 @@ from __future__ import annotations
 from typing import ClassVar
 
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import validate_sample
 
 from numpyro_hgf._checks import (
+    check_betas,
     check_binary,
     check_choice,
     check_event_shape,
+    check_instance,
+    check_key,
     check_positive_int,
     is_concrete,
 )
+from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.flows._batched_params import map_over_param_batch, sample_over_param_batch
 from numpyro_hgf.nn.boltzmann import log_odds
 from numpyro_hgf.samplers.ais import AISResult, piecewise_linear_betas
@@ -136,12 +141,16 @@ class UnnormalizedDistribution(Distribution):
         (the "base-rate" model of Salakhutdinov & Murray 2008), ``None`` if neither is given."""
         if key is None:
             raise TypeError("key: expected a jax.random key for method='ais', got None")
+        check_key("key", key)
         num_chains = check_positive_int("num_chains", num_chains)
         if betas is None:
             num_betas = check_positive_int("num_betas", num_betas)
             if num_betas < 2:
                 raise ValueError(f"num_betas: expected at least 2, got {num_betas}")
             betas = piecewise_linear_betas(num_betas)
+        else:
+            betas = check_real_array("betas", betas)
+            check_betas("betas", betas)
         num_visible = self.event_shape[-1]
         if base_visible_bias is None and data is not None:
             data = jnp.asarray(data)
@@ -160,10 +169,24 @@ class UnnormalizedDistribution(Distribution):
         return num_chains, jnp.asarray(betas), base_visible_bias
 
     @staticmethod
-    def _float_weights(W):
-        """``W`` as a JAX array, integer or boolean entries cast to float32."""
+    def _float_weights(W, name: str = "W"):
+        """``W`` as a JAX array, integer or boolean entries cast to float32 (strings, objects
+        and complex numbers: a ``TypeError`` naming ``name``)."""
+        check_real_array(name, W)
         W = jnp.asarray(W)
         return W if jnp.issubdtype(W.dtype, jnp.floating) else W.astype(jnp.float32)
+
+    @classmethod
+    def _bias(cls, name: str, b, n: int, dtype):
+        """A bias vector ``b`` of ``dtype`` (zeros when ``None``); not reshaped (the caller
+        checks its shape)."""
+        if b is None:
+            return jnp.zeros(n, dtype)
+        return jnp.asarray(cls._float_weights(b, name), dtype)
+
+    @staticmethod
+    def _check_return_result(return_result) -> bool:
+        return bool(check_instance("return_result", return_result, (bool, np.bool_), "a bool"))
 
     @staticmethod
     def _check_log_normalizer(log_z, dtype=None):
@@ -282,6 +305,7 @@ class LayeredMachine(UnnormalizedDistribution):
             ``"exact"`` the result has ``stderr = 0`` and no samples).
         """
         check_choice("method", method, ("exact", "ais"))
+        return_result = self._check_return_result(return_result)
         if method == "exact":
             error = self._exact_size_error()
             if error is not None:

@@ -71,6 +71,7 @@ class MaskedAutoregressiveTransform(NetworkTransform):
         ``context``: example context for initialisation (and the stored context).
         """
         dim = check_positive_int("event_dim", dim)
+        log_scale_bound = check_positive_float("log_scale_bound", log_scale_bound)
         module = MADE(dim, 2, check_hidden_sizes("hidden", hidden), order=order)
         args = (jnp.zeros((dim,)),) + (() if context is None else (context,))
         params = cls.init_params(module, key, *args)

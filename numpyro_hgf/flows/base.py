@@ -27,7 +27,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import array_equiv
 
-from numpyro_hgf._checks import as_key
+from numpyro_hgf._checks import as_key, check_positive_scalar
 from numpyro_hgf.flows._batched_params import leading_batch_shape
 
 __all__ = [
@@ -45,6 +45,7 @@ def soft_clamp(x, bound: float):
     Used for log-scales of affine couplings / MAF (bounded Jacobians, stable training);
     identity to first order around 0.  Shape-preserving.
     """
+    check_positive_scalar("bound", bound)
     return bound * jnp.tanh(x / bound)
 
 
@@ -93,6 +94,8 @@ class NetworkTransform(Transform):
     params: Any
 
     def __init__(self, module, params):
+        if not hasattr(module, "apply"):
+            raise TypeError(f"module: expected a flax.linen module, got {module!r}")
         self.module = module
         self.params = params
         # the ndims of the unbatched params (static): params stacked by ``scan`` / ``vmap``

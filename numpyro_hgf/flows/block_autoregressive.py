@@ -23,9 +23,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_hidden_sizes,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 from numpyro_hgf.flows.base import NetworkTransform
 from numpyro_hgf.nn.block_autoregressive import BlockAutoregressiveNet
 
@@ -143,7 +149,7 @@ class BlockAutoregressiveTransform(NetworkTransform):
             dim,
             check_hidden_sizes("hidden_factors", hidden_factors),
             check_positive_float("min_slope", min_slope),
-            bool(reverse),
+            bool(check_instance("reverse", reverse, (bool, np.bool_), "a bool (True or False)")),
         )
         return cls(module, cls.init_params(module, key, jnp.zeros((dim,))))
 

@@ -19,6 +19,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.contrib.module import flax_module
@@ -30,6 +31,7 @@ from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
     check_hidden_sizes,
+    check_instance,
     check_positive_float,
     check_positive_int,
 )
@@ -44,7 +46,7 @@ from numpyro_hgf.flows.block_autoregressive import BlockAutoregressiveTransform
 from numpyro_hgf.flows.coupling import AffineCouplingTransform, check_coupling_dim
 from numpyro_hgf.flows.planar import PlanarTransform
 from numpyro_hgf.flows.radial import RadialTransform
-from numpyro_hgf.flows.spline import SplineCouplingTransform
+from numpyro_hgf.flows.spline import SplineCouplingTransform, check_num_bins
 from numpyro_hgf.io import register_model
 
 __all__ = ["NormalizingFlow", "FLOW_KINDS", "build_flow", "flax_flow"]
@@ -98,6 +100,8 @@ class NormalizingFlow(BuilderConfig, TransformedDistribution):
                 "transforms: expected a Transform or a list of Transforms, got "
                 f"{type(transforms).__name__}"
             )
+        if not transforms:
+            raise ValueError("transforms: expected at least one Transform, got an empty list")
         # canonical JSON string: hashable and comparable, so it is safe static aux data
         self._config = self._encode_config(config)
         super().__init__(base, list(transforms), validate_args=validate_args)
@@ -204,7 +208,7 @@ _OPTIONS = {
     "radial": {},
     "realnvp": {"log_scale_bound": (3.0, check_positive_float)},
     "maf": {"log_scale_bound": (3.0, check_positive_float)},
-    "spline": {"num_bins": (8, check_positive_int), "bound": (5.0, check_positive_float)},
+    "spline": {"num_bins": (8, check_num_bins), "bound": (5.0, check_positive_float)},
     "bnaf": {"min_slope": (0.01, check_positive_float)},
 }
 
@@ -264,6 +268,8 @@ def build_flow(
     num_layers = check_positive_int("num_layers", num_layers)
     hidden = check_hidden_sizes("hidden", hidden)
     opts = _check_opts(kind, opts)
+    if validate_args is not None:
+        check_instance("validate_args", validate_args, (bool, np.bool_), "None or a bool")
     # read outside jit: inside, the global flag of the first trace would be baked in
     validate_args = bool(Distribution._validate_args if validate_args is None else validate_args)
     # one compiled initialisation per architecture (eager flax init dispatches op by op)
@@ -331,6 +337,9 @@ def flax_flow(name: str, flow, *, fresh_init: bool = False):
     a multi-start fit needs; the zero-output layers of couplings and MAF still start at the
     identity).
     """
+    check_instance("name", name, str, "a site name (str)")
+    check_instance("flow", flow, NormalizingFlow, "a NormalizingFlow (e.g. from build_flow)")
+    check_instance("fresh_init", fresh_init, (bool, np.bool_), "a bool")
     transforms, params = list(flow.transforms), []
     for i, t in enumerate(transforms):
         if not isinstance(t, NetworkTransform):

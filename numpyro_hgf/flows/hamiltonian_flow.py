@@ -12,6 +12,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
@@ -21,6 +22,8 @@ from numpyro_hgf._checks import (
     as_key,
     check_event_shape,
     check_hidden_sizes,
+    check_instance,
+    check_key,
     check_positive_float,
     check_positive_int,
 )
@@ -110,11 +113,15 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
             raise ValueError(
                 f"transforms: expected layers on one position dimension, got dims {sorted(dims)}"
             )
+        if not hasattr(encoder, "apply"):
+            raise TypeError(f"encoder: expected a flax.linen module, got {encoder!r}")
         self.transforms = tuple(transforms)
         self.dim = dims.pop()
         self.encoder = encoder
         self.encoder_params = encoder_params
         self.num_particles = check_positive_int("num_particles", num_particles)
+        if log_prob_key is not None:
+            check_key("log_prob_key", log_prob_key)
         self.log_prob_key = jax.random.PRNGKey(0) if log_prob_key is None else log_prob_key
         self.log_sigma_bound = check_positive_float("log_sigma_bound", log_sigma_bound)
         self._config = self._encode_config(config)
@@ -163,6 +170,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         num_steps = check_positive_int("num_steps", num_steps)
         dt = check_positive_float("dt", dt)
         hidden = check_hidden_sizes("hidden", hidden)
+        num_particles = check_positive_int("num_particles", num_particles)
         encoder_hidden = hidden if encoder_hidden is None else encoder_hidden
         encoder_hidden = check_hidden_sizes("encoder_hidden", encoder_hidden)
         keys = jax.random.split(as_key(key), num_layers + 1)
@@ -246,6 +254,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
 
     def sample(self, key, sample_shape=()):
         """``q_T`` samples: ``(*sample_shape, *param_batch_shape, dim)``."""
+        check_key("key", key)
         batch = self.param_batch_shape
         if batch:
             return sample_over_param_batch(self, batch, _sample, key, sample_shape)
@@ -253,6 +262,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
 
     def sample_phase(self, key, sample_shape=()):
         """Phase-space samples ``(q_T, p_T)``: ``(*sample_shape, 2 dim)`` (jitted)."""
+        check_key("key", key)
         return _sample_phase(self, key, tuple(sample_shape))
 
     # -- bounds on log p(q) -----------------------------------------------------------------
@@ -267,7 +277,9 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         """
         check_event_shape("q", q, (self.dim,))
         num_samples = check_positive_int("num_samples", num_samples)
-        return _log_weights(self, jnp.asarray(q), key, num_samples, bool(shared))
+        check_key("key", key)
+        shared = bool(check_instance("shared", shared, (bool, np.bool_), "a bool"))
+        return _log_weights(self, jnp.asarray(q), key, num_samples, shared)
 
     def elbo(self, q, key, num_samples: int = 1):
         """``ELBO(q)``, Monte Carlo over ``num_samples`` momentum draws: ``(..., dim) -> (...)``."""

@@ -28,6 +28,8 @@ from numpyro.distributions.transforms import Transform
 
 __all__ = ["ODEMapTransform"]
 
+_MODEL_METHODS = ("base", "support", "map_forward", "map_inverse", "map_log_abs_det")
+
 
 class ODEMapTransform(Transform):
     """``T: z -> x``, the ODE map of ``model`` (base support -> the model's support).
@@ -40,6 +42,12 @@ class ODEMapTransform(Transform):
     """
 
     def __init__(self, model):
+        missing = [m for m in _MODEL_METHODS if not hasattr(model, m)]
+        if missing:
+            raise TypeError(
+                f"model: expected an ODE model with {', '.join(_MODEL_METHODS)} (a "
+                f"ContinuousFlow), got {type(model).__name__} without {', '.join(missing)}"
+            )
         self.model = model
 
     @property
@@ -68,7 +76,10 @@ class ODEMapTransform(Transform):
     @classmethod
     def tree_unflatten(cls, aux_data, children):
         del aux_data
-        return cls(*children)
+        # no checks: jax unflattens with placeholder children
+        new = cls.__new__(cls)
+        new.model = children[0]
+        return new
 
     def __eq__(self, other):
         return isinstance(other, ODEMapTransform) and other.model is self.model

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf._checks import check_nonnegative_float, check_positive_int
 from numpyro_hgf.flows.base import NetworkTransform
 
 __all__ = ["PlanarParams", "PlanarTransform", "planar_u_hat", "planar_forward", "planar_inverse"]
@@ -46,6 +46,7 @@ class PlanarParams(nn.Module):
 
     def __post_init__(self):
         check_positive_int("dim", self.dim)
+        check_nonnegative_float("init_scale", self.init_scale)
         super().__post_init__()
 
     @nn.compact

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf._checks import check_nonnegative_float, check_positive_int
 from numpyro_hgf.flows.base import NetworkTransform
 
 __all__ = ["RadialParams", "RadialTransform", "radial_forward", "radial_inverse"]
@@ -40,6 +40,7 @@ class RadialParams(nn.Module):
 
     def __post_init__(self):
         check_positive_int("dim", self.dim)
+        check_nonnegative_float("init_scale", self.init_scale)
         super().__post_init__()
 
     @nn.compact

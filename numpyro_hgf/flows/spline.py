@@ -26,9 +26,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_float, check_positive_int
+from numpyro_hgf._checks import (
+    check_hidden_sizes,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_positive_scalar,
+)
 from numpyro_hgf.flows.base import NetworkTransform, coupling_merge, coupling_sizes, coupling_split
-from numpyro_hgf.flows.coupling import check_coupling_dim
+from numpyro_hgf.flows.coupling import check_coupling_dim, check_swap
 from numpyro_hgf.nn import MLP
 
 __all__ = [
@@ -55,6 +61,15 @@ def spline_params(
     num_bins = (raw.shape[-1] + 1) // 3
     if 3 * num_bins - 1 != raw.shape[-1]:
         raise ValueError(f"raw: expected a last axis of size 3K-1, got {raw.shape[-1]}")
+    for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
+        if check_nonnegative_float(name, value) * num_bins > 1.0:
+            raise ValueError(
+                f"{name}: expected at most 1 / num_bins = {1.0 / num_bins:.4g} (the "
+                f"{num_bins} bins share the interval), got {value}"
+            )
+    check_nonnegative_float("min_derivative", min_derivative)
+    if min_derivative >= 1.0:
+        raise ValueError(f"min_derivative: expected a value in [0, 1), got {min_derivative}")
     w, h, d = raw[..., :num_bins], raw[..., num_bins : 2 * num_bins], raw[..., 2 * num_bins :]
     widths = min_bin_width + (1.0 - min_bin_width * num_bins) * jax.nn.softmax(w, axis=-1)
     heights = min_bin_height + (1.0 - min_bin_height * num_bins) * jax.nn.softmax(h, axis=-1)
@@ -96,6 +111,7 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound, inverse=Fa
         ``(y, logdet)``, shapes ``(...)``: the map and ``log |dy/dx|`` of the map that was
         evaluated (for ``inverse=True`` that is ``log |dx/dy|`` of the forward spline).
     """
+    check_positive_scalar("bound", bound)
     xs, ys = _knots(widths, bound), _knots(heights, bound)
     inside = (x >= -bound) & (x <= bound)
     xc = jnp.clip(x, -bound, bound)
@@ -127,6 +143,17 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound, inverse=Fa
     return jnp.where(inside, out, x), jnp.where(inside, logdet, 0.0)
 
 
+def check_num_bins(name: str, num_bins) -> int:
+    """``K`` bins of at least ``MIN_BIN_WIDTH`` each: ``1 <= K <= 1 / MIN_BIN_WIDTH``."""
+    num_bins = check_positive_int(name, num_bins)
+    if num_bins * MIN_BIN_WIDTH > 1.0:
+        raise ValueError(
+            f"{name}: expected at most {round(1 / MIN_BIN_WIDTH)} bins (each at least "
+            f"{MIN_BIN_WIDTH} of the interval), got {num_bins}"
+        )
+    return num_bins
+
+
 class SplineCouplingTransform(NetworkTransform):
     """Neural spline coupling on ``(..., dim)``: RQ splines on the transformed half.
 
@@ -145,8 +172,8 @@ class SplineCouplingTransform(NetworkTransform):
     def __init__(self, module, params, *, dim: int, swap: bool = False, num_bins=8, bound=5.0):
         super().__init__(module, params)
         self.dim = check_coupling_dim(dim)
-        self.swap = bool(swap)
-        self.num_bins = check_positive_int("num_bins", num_bins)
+        self.swap = check_swap(swap)
+        self.num_bins = check_num_bins("num_bins", num_bins)
         self.bound = check_positive_float("bound", bound)
         n_t = coupling_sizes(self.dim, self.swap)[1]
         expected = n_t * (3 * self.num_bins - 1)
@@ -164,7 +191,9 @@ class SplineCouplingTransform(NetworkTransform):
         """A layer with a fresh zero-output MLP conditioner (identity at initialisation)."""
         dim = check_coupling_dim(dim)
         hidden = check_hidden_sizes("hidden", hidden)
-        num_bins = check_positive_int("num_bins", num_bins)
+        num_bins = check_num_bins("num_bins", num_bins)
+        swap = check_swap(swap)
+        bound = check_positive_float("bound", bound)
         n_kept, n_t = coupling_sizes(dim, swap)
         module = MLP(hidden, n_t * (3 * num_bins - 1), zero_init_output=True)
         params = cls.init_params(module, key, jnp.zeros((n_kept,)))

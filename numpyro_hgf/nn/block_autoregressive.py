@@ -24,6 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.util import logmatmulexp
 
+from numpyro_hgf._checks import (
+    check_hidden_sizes,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 from numpyro_hgf.nn.config import register_module
 
 __all__ = ["BlockAutoregressiveNet", "BlockMaskedDense", "leaky_tanh"]
@@ -60,6 +66,11 @@ class BlockMaskedDense(nn.Module):
     num_blocks: int
     in_factor: int
     out_factor: int
+
+    def __post_init__(self):
+        for name in ("num_blocks", "in_factor", "out_factor"):
+            check_positive_int(name, getattr(self, name))
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, h, log_diag=None):
@@ -104,6 +115,14 @@ class BlockAutoregressiveNet(nn.Module):
     hidden_factors: Sequence[int] = (8, 8)
     min_slope: float = 0.01
     reverse: bool = False
+
+    def __post_init__(self):
+        check_positive_int("dim", self.dim)
+        factors = check_hidden_sizes("hidden_factors", self.hidden_factors)
+        object.__setattr__(self, "hidden_factors", factors)
+        check_positive_float("min_slope", self.min_slope)
+        check_instance("reverse", self.reverse, (bool, np.bool_), "a bool")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x):

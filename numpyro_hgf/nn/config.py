@@ -26,6 +26,8 @@ MODULES: dict[str, type] = {}
 
 def register_module(cls):
     """Make a ``flax.linen`` module class (de)serialisable by :func:`module_config`."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"cls: expected a flax.linen Module class, got {cls!r}")
     MODULES[cls.__name__] = cls
     return cls
 
@@ -60,12 +62,19 @@ def module_config(module: nn.Module) -> dict:
 
 def module_from_config(config: dict) -> nn.Module:
     """Inverse of :func:`module_config`."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config: expected a dict from module_config, got {type(config).__name__}")
     name = config.get("class")
     if name not in MODULES:
         raise ValueError(f"config: expected a module class in {sorted(MODULES)}, got {name!r}")
     fields = {}
     for key, value in config.get("fields", {}).items():
         if isinstance(value, dict) and set(value) == {"activation"}:
+            if value["activation"] not in ACTIVATIONS:
+                raise ValueError(
+                    f"{key}: expected an activation in {sorted(ACTIVATIONS)}, got "
+                    f"{value['activation']!r}"
+                )
             value = ACTIVATIONS[value["activation"]]
         elif isinstance(value, list):
             value = tuple(value)

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_int
+from numpyro_hgf._checks import check_finite_float, check_hidden_sizes, check_positive_int
 from numpyro_hgf.nn.config import register_module
-from numpyro_hgf.nn.mlp import MLP
+from numpyro_hgf.nn.mlp import MLP, check_activation
 
 __all__ = ["HamiltonianNet"]
 
@@ -34,6 +34,8 @@ class HamiltonianNet(nn.Module):
     def __post_init__(self):
         check_positive_int("dim", self.dim)
         object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
+        check_activation(self.activation)
+        check_finite_float("init_log_mass", self.init_log_mass)
         super().__post_init__()
 
     @nn.compact

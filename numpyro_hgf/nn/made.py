@@ -9,7 +9,7 @@ import numpy as np
 
 from numpyro_hgf._checks import check_hidden_sizes, check_positive_int
 from numpyro_hgf.nn.config import register_module
-from numpyro_hgf.nn.mlp import _zeros_or
+from numpyro_hgf.nn.mlp import _zeros_or, check_activation
 
 __all__ = ["MADE", "made_degrees"]
 
@@ -22,13 +22,28 @@ def made_degrees(dim: int, hidden: Sequence[int], order: Sequence[int] | None = 
     degree is represented.  A hidden unit of degree ``m`` may see inputs of degree
     ``<= m``; output ``i`` may see hidden units of degree ``< input_degrees[i]``.
     """
-    order = np.arange(dim) if order is None else np.asarray(order)
-    if sorted(order.tolist()) != list(range(dim)):
-        raise ValueError(f"order: expected a permutation of 0..{dim - 1}, got {tuple(order)}")
+    dim = check_positive_int("dim", dim)
+    order = np.arange(dim) if order is None else np.asarray(_check_order(order, dim))
     inputs = order + 1
     span = max(dim - 1, 1)
     hiddens = [np.arange(width) % span + 1 for width in hidden]
     return inputs, hiddens
+
+
+def _check_order(order, dim: int) -> tuple[int, ...]:
+    """``order`` as a tuple of ints, a permutation of ``0..dim-1`` (``TypeError`` for
+    non-integer entries, ``ValueError`` for another set)."""
+    expected = f"order: expected a permutation of 0..{dim - 1}"
+    try:
+        arr = np.asarray(order)
+    except (TypeError, ValueError):
+        raise TypeError(f"{expected}, got {order!r}") from None
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{expected}, got {order!r}")
+    entries = tuple(int(i) for i in arr)
+    if sorted(entries) != list(range(dim)):
+        raise ValueError(f"{expected}, got {entries}")
+    return entries
 
 
 class _MaskedDense(nn.Module):
@@ -72,7 +87,8 @@ class MADE(nn.Module):
         check_positive_int("num_params", self.num_params)
         object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
         if self.order is not None:
-            object.__setattr__(self, "order", tuple(int(i) for i in self.order))
+            object.__setattr__(self, "order", _check_order(self.order, self.dim))
+        check_activation(self.activation)
         super().__post_init__()
 
     @nn.compact

@@ -21,7 +21,12 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_hidden_sizes, check_positive_int
+from numpyro_hgf._checks import (
+    check_callable,
+    check_hidden_sizes,
+    check_positive_float,
+    check_positive_int,
+)
 from numpyro_hgf.nn.config import register_module
 
 __all__ = ["MLP", "TimeMLP", "EnergyMLP", "VelocityMLP", "sinusoidal_embedding"]
@@ -29,6 +34,23 @@ __all__ = ["MLP", "TimeMLP", "EnergyMLP", "VelocityMLP", "sinusoidal_embedding"]
 
 def _zeros_or(default, zero: bool):
     return nn.initializers.zeros if zero else default
+
+
+def check_activation(activation) -> None:
+    """An activation must be a function (``nn.gelu``), not its name (``"gelu"``)."""
+    check_callable("activation", activation, "a callable non-linearity (e.g. flax.linen.gelu)")
+
+
+def _check_time_field(embed_dim, time_scale_name: str, time_scale) -> None:
+    """The time embedding of :class:`TimeMLP` / :class:`VelocityMLP`: at least one frequency
+    (``embed_dim >= 2``) and a positive finite time scale."""
+    embed_dim = check_positive_int("embed_dim", embed_dim)
+    if embed_dim < 2:
+        raise ValueError(
+            f"embed_dim: expected an integer >= 2 (the sinusoidal embedding has embed_dim // 2 "
+            f"frequencies; with 1 the time is ignored), got {embed_dim}"
+        )
+    check_positive_float(time_scale_name, time_scale)
 
 
 @register_module
@@ -51,6 +73,7 @@ class MLP(nn.Module):
     def __post_init__(self):
         object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
         check_positive_int("out_dim", self.out_dim)
+        check_activation(self.activation)
         super().__post_init__()
 
     @nn.compact
@@ -72,6 +95,10 @@ def sinusoidal_embedding(t, dim: int, max_period: float = 10_000.0):
         ``(..., dim)`` array ``[cos(t w_k), sin(t w_k)]`` with
         ``w_k = max_period^(-k / (dim/2))``, ``k = 0..dim/2-1``.
     """
+    dim = check_positive_int("dim", dim)
+    if dim % 2:
+        raise ValueError(f"dim: expected an even embedding width ([cos, sin] pairs), got {dim}")
+    check_positive_float("max_period", max_period)
     half = dim // 2
     freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / half)
     angles = jnp.asarray(t)[..., None] * freqs
@@ -97,15 +124,17 @@ class TimeMLP(nn.Module):
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
-        check_positive_int("embed_dim", self.embed_dim)
+        _check_time_field(self.embed_dim, "time_scale", self.time_scale)
         if self.out_dim is not None:
             check_positive_int("out_dim", self.out_dim)
+        check_activation(self.activation)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x, t):
         t = jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:-1])
-        emb = sinusoidal_embedding(t * self.time_scale, self.embed_dim)
+        # an odd embed_dim has embed_dim // 2 frequencies (the even width below it)
+        emb = sinusoidal_embedding(t * self.time_scale, self.embed_dim - self.embed_dim % 2)
         emb = self.activation(nn.Dense(self.embed_dim)(emb))
         h = jnp.concatenate([x, emb], axis=-1)
         out_dim = x.shape[-1] if self.out_dim is None else self.out_dim
@@ -125,6 +154,7 @@ class EnergyMLP(nn.Module):
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
+        check_activation(self.activation)
         super().__post_init__()
 
     @nn.compact
@@ -151,6 +181,12 @@ class VelocityMLP(nn.Module):
     horizon: float = 1.0
     embed_dim: int = 32
     activation: Callable = nn.silu
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", check_hidden_sizes("hidden", self.hidden))
+        _check_time_field(self.embed_dim, "horizon", self.horizon)
+        check_activation(self.activation)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, t):

@@ -29,8 +29,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import _describe, check_hidden_sizes, check_positive_int
+from numpyro_hgf._checks import (
+    _describe,
+    check_event_shape_arg,
+    check_hidden_sizes,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 from numpyro_hgf.nn.config import register_module
+from numpyro_hgf.nn.mlp import check_activation
 
 __all__ = ["UNet", "ResBlock", "FlatImageField"]
 
@@ -51,6 +59,12 @@ class ResBlock(nn.Module):
     features: int
     num_groups: int = 8
     activation: Callable = nn.silu
+
+    def __post_init__(self):
+        check_positive_int("features", self.features)
+        check_positive_int("num_groups", self.num_groups)
+        check_activation(self.activation)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, emb=None):
@@ -102,6 +116,8 @@ class UNet(nn.Module):
             raise ValueError(f"embed_dim: expected an even positive integer, got {embed_dim}")
         if self.out_channels is not None:
             check_positive_int("out_channels", self.out_channels)
+        check_positive_float("time_scale", self.time_scale)
+        check_activation(self.activation)
         super().__post_init__()
 
     @property
@@ -178,6 +194,12 @@ class FlatImageField(nn.Module):
 
     network: nn.Module
     image_shape: Sequence[int]
+
+    def __post_init__(self):
+        check_instance("network", self.network, nn.Module, "a flax.linen module (e.g. a UNet)")
+        shape = check_event_shape_arg("image_shape", self.image_shape)
+        object.__setattr__(self, "image_shape", shape)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, t=None):

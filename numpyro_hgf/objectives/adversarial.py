@@ -34,6 +34,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import (
+    check_callable,
+    check_choice,
+    check_key,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    is_concrete,
+)
+
 __all__ = [
     "ADVERSARIAL_LOSSES",
     "GP_WEIGHT",
@@ -110,6 +120,12 @@ def gradient_penalty(
 
     ``real``, ``fake``: ``(batch, *event_shape)`` of the same shape -> scalar.
     """
+    _check_weight("weight", weight)
+    check_key("key", key)
+    if jnp.shape(real) != jnp.shape(fake):
+        raise ValueError(
+            f"fake: expected the shape of real {jnp.shape(real)}, got {jnp.shape(fake)}"
+        )
     eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
     x_hat = eps * real + (1.0 - eps) * fake
 
@@ -122,8 +138,16 @@ def gradient_penalty(
     return weight * jnp.mean((norms - 1.0) ** 2)
 
 
+def _check_weight(name: str, weight) -> None:
+    """A concrete penalty weight is a finite number ``>= 0`` (traced ones pass)."""
+    if is_concrete(weight):
+        check_nonnegative_float(name, weight)
+
+
 def clip_params(params, clip_value: float):
     """Every leaf clipped to ``[-clip_value, clip_value]`` (WGAN weight clipping)."""
+    if is_concrete(clip_value):
+        check_positive_float("clip_value", clip_value)
     return jax.tree.map(lambda w: jnp.clip(w, -clip_value, clip_value), params)
 
 
@@ -144,6 +168,11 @@ def adversarial_losses(
     caller decides which params carry gradients).  ``key`` draws the interpolation of the
     gradient penalty (``"wgan-gp"`` only).
     """
+    check_choice("loss", loss, ADVERSARIAL_LOSSES)
+    check_callable("critic_fn", critic_fn, "a callable critic_fn(params, x)")
+    _check_weight("gp_weight", gp_weight)
+    if loss == "wgan-gp":
+        check_key("key", key)
     if loss == "ns":
         critic = discriminator_loss(critic_fn, critic_params, real, fake)
         generator = nonsaturating_generator_loss(critic_fn, critic_params, fake)
@@ -180,6 +209,10 @@ def adversarial_game_loss(
     is the critic's loss ``L_C`` (for the Wasserstein games minus the dual estimate of
     ``W_1``, plus the penalty).
     """
+    check_choice("loss", loss, ADVERSARIAL_LOSSES)
+    check_callable("generator_fn", generator_fn, "a callable generator_fn(params, z)")
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    check_key("key", key)
     z_key, gp_key = jax.random.split(key)
     z = jax.random.normal(z_key, (real.shape[0], latent_dim), real.dtype)
     critic, generator = params["critic"], params["generator"]
@@ -201,6 +234,9 @@ def generator_energy_distance(
     generator alone (zero iff the two samples' laws agree; a fixed ``key`` gives common
     random numbers).  :func:`numpyro_hgf.metrics.energy_distance` is the metric of record
     (this one sits in the objective layer, below the trainers)."""
+    check_callable("generator_fn", generator_fn, "a callable generator_fn(params, z)")
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    check_key("key", key)
     z = jax.random.normal(key, (rows.shape[0], latent_dim), rows.dtype)
     x = rows.reshape(rows.shape[0], -1)
     y = generator_fn(params, z).reshape(rows.shape[0], -1)

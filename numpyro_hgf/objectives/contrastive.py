@@ -28,7 +28,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf._checks import (
+    check_event_shape,
+    check_key,
+    check_nonnegative_float,
+    check_positive_int,
+)
 from numpyro_hgf.nn.boltzmann import rbm_free_energy
 from numpyro_hgf.samplers.block_gibbs import rbm_gibbs_sweep
 
@@ -56,6 +61,11 @@ def contrastive_divergence(rbm_params, v_data, key, k: int = 1, v_init=None):
     k = check_positive_int("k", k)
     if hasattr(rbm_params, "params") and not isinstance(rbm_params, dict):
         rbm_params = rbm_params.params  # a BernoulliRBM
+    num_visible = jnp.shape(rbm_params["W"])[-2]
+    check_event_shape("v_data", v_data, (num_visible,))
+    if v_init is not None:
+        check_event_shape("v_init", v_init, (num_visible,))
+    check_key("key", key)
     v_data = jnp.asarray(v_data, rbm_params["W"].dtype)
     v = v_data if v_init is None else jnp.asarray(v_init, rbm_params["W"].dtype)
     v = jax.lax.stop_gradient(v)
@@ -80,6 +90,8 @@ def _weight_decay_term(rbm_params, weight_decay: float):
 
 def rbm_cd_loss(k: int = 1, weight_decay: float = 0.0):
     """``loss_fn(rbm_params, batch, key)`` for CD-k on the trainer core."""
+    k = check_positive_int("k", k)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
 
     def loss_fn(params, batch, key):
         loss, _ = contrastive_divergence(params, batch, key, k=k)
@@ -91,6 +103,8 @@ def rbm_cd_loss(k: int = 1, weight_decay: float = 0.0):
 def rbm_pcd_loss(k: int = 1, weight_decay: float = 0.0):
     """``loss_fn(rbm_params, batch, key, chains) -> (loss, new_chains)`` for persistent CD-k
     (Tieleman 2008): the negative phase continues the persistent ``chains``."""
+    k = check_positive_int("k", k)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
 
     def loss_fn(params, batch, key, chains):
         loss, v_model = contrastive_divergence(params, batch, key, k=k, v_init=chains)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_positive_int
+from numpyro_hgf._checks import check_nonnegative_float, check_positive_float, check_positive_int
 from numpyro_hgf.nn.deep_boltzmann import dbm_energy, dbm_mean_field
 from numpyro_hgf.samplers.block_gibbs import dbm_gibbs_sweep
 
@@ -57,6 +57,8 @@ def scaled_rbm_cd_loss(up_scale: float = 1.0, down_scale: float = 1.0, k: int = 
     module docstring); ``rbm_params = {"W": (V, H), "b_visible": (V,), "b_hidden": (H,)}``,
     ``batch: (n, V)`` values in ``[0, 1]`` (binary data or the means of the layer below).
     With ``up_scale = down_scale = 1`` it is ordinary CD-k (Hinton 2002)."""
+    up_scale = check_positive_float("up_scale", up_scale)
+    down_scale = check_positive_float("down_scale", down_scale)
     k = check_positive_int("k", k)
 
     def hidden_probs(p, v):
@@ -88,6 +90,7 @@ def dbm_pcd_loss(num_mean_field_iters: int = 10, k: int = 1, weight_decay: float
     ``weight_decay`` adds ``½ λ Σ_l ||W_l||²``."""
     num_mean_field_iters = check_positive_int("num_mean_field_iters", num_mean_field_iters)
     k = check_positive_int("k", k)
+    weight_decay = check_nonnegative_float("weight_decay", weight_decay)
 
     def loss_fn(params, batch, key, chains):
         frozen = jax.lax.stop_gradient(params)

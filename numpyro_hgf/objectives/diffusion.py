@@ -24,7 +24,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import (
+    check_callable,
+    check_choice,
+    check_instance,
+    check_key,
+    check_open_time,
+    is_concrete,
+)
 from numpyro_hgf.paths.ddpm import DDPMSchedule, ddpm_perturb
+from numpyro_hgf.paths.sde import SDE
 
 __all__ = ["diffusion_score_matching", "ddpm_noise_loss", "NETWORK_OUTPUTS"]
 
@@ -47,6 +56,13 @@ def diffusion_score_matching(network, params, sde, x0, key, *, eps=1e-5, output=
     Returns:
         scalar: squared error summed over the event, mean over the batch.
     """
+    if not hasattr(network, "apply"):
+        raise TypeError(f"network: expected a flax.linen module, got {network!r}")
+    check_instance("sde", sde, SDE, "a numpyro_hgf.paths SDE (VPSDE, VESDE, SubVPSDE)")
+    if is_concrete(eps):
+        check_open_time("eps", eps, sde.T)
+    check_choice("output", output, NETWORK_OUTPUTS)
+    check_key("key", key)
     t_key, z_key = jax.random.split(key)
     batch = x0.shape[0]
     t = jax.random.uniform(t_key, (batch,), x0.dtype, minval=eps, maxval=sde.T)
@@ -66,6 +82,14 @@ def ddpm_noise_loss(eps_model: Callable, schedule: DDPMSchedule, x0, key, weight
     Ho et al.'s "simple" loss, ``w = 1``; :func:`elbo_weights` gives the ELBO up to
     constants).  ``eps_model(x: (batch, *event), t: (batch,)) -> (batch, *event)``;
     ``x0: (batch, *event)``.  Returns a scalar (summed over the event, mean over the batch)."""
+    check_callable("eps_model", eps_model, "a callable eps_model(x, t)")
+    check_instance("schedule", schedule, DDPMSchedule, "a DDPMSchedule (linear_beta_schedule())")
+    if weights is not None and jnp.shape(weights) != (schedule.num_steps,):
+        raise ValueError(
+            f"weights: expected one weight per step, shape ({schedule.num_steps},), got shape "
+            f"{jnp.shape(weights)}"
+        )
+    check_key("key", key)
     i_key, e_key = jax.random.split(key)
     index = jax.random.randint(i_key, (x0.shape[0],), 0, schedule.num_steps)
     noise = jax.random.normal(e_key, x0.shape, x0.dtype)

@@ -42,14 +42,18 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_hgf._checks import (
     call_field,
     check_choice,
+    check_instance,
+    check_key,
     check_points,
     check_positive_int,
     check_positive_scalar,
 )
+from numpyro_hgf.objectives.score_matching import check_score_fn
 from numpyro_hgf.paths.dynamics import leapfrog
 
 __all__ = [
@@ -60,6 +64,10 @@ __all__ = [
 
 TIME_SAMPLING = ("uniform", "grid")
 FORCE_GRADIENTS = ("full", "velocity", "taylor")
+
+
+def _check_flag(name: str, value) -> bool:
+    return bool(check_instance(name, value, (bool, np.bool_), "a bool (True or False)"))
 
 
 def simulate_phase_space(
@@ -99,10 +107,13 @@ def simulate_phase_space(
         ``(x_t, v_t, t)`` with shapes ``(n, d), (n, d), (n,)``, ``n = batch`` (``2 batch``
         when antithetic).
     """
+    check_score_fn("force_fn", force_fn)
     x0 = check_points("x", x0)
     check_positive_scalar("step_size", step_size)
     num_steps = check_positive_int("num_steps", num_steps)
     check_choice("time_sampling", time_sampling, TIME_SAMPLING)
+    antithetic = _check_flag("antithetic", antithetic)
+    check_key("key", key)
     v_key, t_key = jax.random.split(key)
     v0 = jax.random.normal(v_key, x0.shape, x0.dtype)
     force = lambda y: call_field("force", force_fn, params, y)
@@ -135,6 +146,7 @@ def hsm_velocity_loss(
     ``baseline``: ``None`` or ``(batch, d)`` added to the prediction (the predictor is then
     ``V = baseline + velocity_fn``).
     """
+    check_score_fn("velocity_fn", velocity_fn)
     pred = call_field("velocity", velocity_fn, velocity_params, x_t, t)
     if baseline is not None:
         pred = pred + baseline
@@ -212,6 +224,8 @@ def hamiltonian_score_matching(
         The scalar ``L_hsm``.
     """
     check_choice("force_gradient", force_gradient, FORCE_GRADIENTS)
+    check_score_fn("velocity_fn", velocity_fn)
+    force_baseline = _check_flag("force_baseline", force_baseline)
     x_t, v_t, t = simulate_phase_space(
         force_fn,
         params,

@@ -16,7 +16,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import check_interval, check_positive_int, describe
+from numpyro_hgf._checks import check_choice, check_interval, check_positive_int, describe
 
 __all__ = ["negative_log_likelihood", "hamiltonian_flow_loss", "bits_per_dim", "LIKELIHOOD_BOUNDS"]
 
@@ -30,6 +30,11 @@ def negative_log_likelihood(model, params, x):
     ``model`` is any distribution with ``with_params`` (a ``NormalizingFlow``, a
     ``ContinuousFlow``); the result is differentiable in ``params``.
     """
+    if not hasattr(model, "with_params"):
+        raise TypeError(
+            f"model: expected a distribution with with_params (a NormalizingFlow, a "
+            f"ContinuousFlow), got {type(model).__name__}"
+        )
     return -jnp.mean(model.with_params(params).log_prob(x))
 
 
@@ -39,6 +44,7 @@ def hamiltonian_flow_loss(model, params, q, key, *, num_samples: int = 1, object
     ``objective="elbo"``: ``-mean ELBO`` (``num_samples`` draws averaged);
     ``"iwae"``: ``-mean IWAE_{num_samples}``.
     """
+    check_choice("objective", objective, LIKELIHOOD_BOUNDS)
     nhf = model.with_params(params)
     if objective == "iwae":
         return -jnp.mean(nhf.log_prob_iwae(q, key, num_samples))

@@ -31,14 +31,19 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_hgf._checks import (
     call_field,
+    check_callable,
     check_choice,
+    check_instance,
+    check_key,
     check_noise_levels,
     check_points,
     check_positive_float,
     check_positive_int,
+    check_positive_scalar,
     describe,
     is_concrete,
 )
@@ -110,6 +115,27 @@ def score_from_network(network) -> ScoreFn:
 # --------------------------------------------------------------------------------------------
 
 
+def check_score_fn(name: str, fn) -> None:
+    """A score (force, velocity) function is a callable ``(params, x, ...)``: anything else is
+    a ``TypeError`` naming it (not the data, as a failed call would)."""
+    check_callable(name, fn, f"a callable {name}(params, x, ...) (e.g. score_from_network(net))")
+
+
+def _check_flag(name: str, value) -> bool:
+    return bool(check_instance(name, value, (bool, np.bool_), "a bool (True or False)"))
+
+
+def _check_reference(reference, x) -> jax.Array:
+    """KDE centres ``(M, d)`` of the dimension of ``x``."""
+    reference = check_points("reference", reference)
+    if reference.shape[-1] != x.shape[-1]:
+        raise ValueError(
+            f"reference: expected points of dimension {x.shape[-1]} (as x), "
+            f"got {describe(reference)}"
+        )
+    return reference
+
+
 def _linearize(score_fn, params, x, *cond):
     """``(s(x), jvp)`` where ``jvp(u) = (grad s)(x) u`` row by row (forward mode)."""
     return jax.linearize(lambda y: call_field("score_fn", score_fn, params, y, *cond), x)
@@ -123,6 +149,7 @@ def _projections(key, shape, kind: str, dtype):
 
 def scott_bandwidth(reference) -> jax.Array:
     """Scott's rule ``h = sd * M^(-1/(d+4))`` (``sd``: mean per-coordinate std) for ``(M, d)``."""
+    reference = check_points("reference", reference)
     m, d = reference.shape
     return jnp.mean(jnp.std(reference, axis=0)) * m ** (-1.0 / (d + 4))
 
@@ -135,6 +162,9 @@ def kde_score(x, reference, bandwidth) -> jax.Array:
 
     Shapes: ``x: (batch, d)``, ``reference: (M, d)`` -> ``(batch, d)``.
     """
+    x = check_points("x", x)
+    reference = _check_reference(reference, x)
+    check_positive_scalar("bandwidth", bandwidth)
     d2 = jnp.sum(x**2, -1)[:, None] - 2.0 * x @ reference.T + jnp.sum(reference**2, -1)[None, :]
     w = jax.nn.softmax(-d2 / (2.0 * bandwidth**2), axis=-1)
     return (w @ reference - x) / bandwidth**2
@@ -175,13 +205,11 @@ def explicit_score_matching(
         perturb: evaluate at ``x + h z``, ``z ~ N(0, I)``, i.e. at draws from ``q`` (the
             expectation of ``J_ESM``); ``False``: at the data points themselves.
     """
+    check_score_fn("score_fn", score_fn)
     x = check_points("x", x)
-    reference = x if reference is None else check_points("reference", reference)
-    if reference.shape[-1] != x.shape[-1]:
-        raise ValueError(
-            f"reference: expected points of dimension {x.shape[-1]} (as x), "
-            f"got {describe(reference)}"
-        )
+    reference = x if reference is None else _check_reference(reference, x)
+    if _check_flag("perturb", perturb):
+        check_key("key", key)
     if bandwidth is None:
         h = scott_bandwidth(reference)
     else:
@@ -209,6 +237,7 @@ def implicit_score_matching(score_fn: ScoreFn, params, x, key=None) -> jax.Array
         key: unused (kept for the common signature).
     """
     del key
+    check_score_fn("score_fn", score_fn)
     x = check_points("x", x)
     s, jvp = _linearize(score_fn, params, x)
     d = x.shape[-1]
@@ -245,9 +274,12 @@ def sliced_score_matching(
         projection: ``"rademacher"`` (entries +-1, lower variance) or ``"gaussian"``.
         variance_reduction: use SSM-VR.
     """
+    check_score_fn("score_fn", score_fn)
     x = check_points("x", x)
     k = check_positive_int("num_projections", num_projections)
     check_choice("projection", projection, ("rademacher", "gaussian"))
+    variance_reduction = _check_flag("variance_reduction", variance_reduction)
+    check_key("key", key)
     s, jvp = _linearize(score_fn, params, x)
     v = _projections(key, (k, *x.shape), projection, x.dtype)
     vjv = jnp.sum(v * jax.vmap(jvp)(v), axis=-1)  # (k, batch)
@@ -291,8 +323,10 @@ def denoising_score_matching(
         key: ``jax.random`` key for the noise (and the levels).
         sigma: noise level ``> 0``, or a 1-D sequence of them.
     """
+    check_score_fn("score_fn", score_fn)
     x = check_points("x", x)
     check_noise_levels("sigma", sigma)
+    check_key("key", key)
     z_key, level_key = jax.random.split(key)
     z = jax.random.normal(z_key, x.shape, x.dtype)
     if jnp.ndim(sigma) == 0:

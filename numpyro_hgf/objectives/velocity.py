@@ -17,6 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from numpyro_hgf._checks import check_instance, check_key
+from numpyro_hgf.paths.hamiltonian import HamiltonianPath
+
 __all__ = ["velocity_matching"]
 
 
@@ -25,6 +28,10 @@ def velocity_matching(velocity, params, path, x0, key):
 
     The squared error is summed over the event dims and averaged over the batch.
     """
+    if not hasattr(velocity, "apply"):
+        raise TypeError(f"velocity: expected a flax.linen module, got {velocity!r}")
+    check_instance("path", path, HamiltonianPath, "a HamiltonianPath (e.g. FlowMatchingPath())")
+    check_key("key", key)
     t_key, v_key = jax.random.split(key)
     t = path.sample_time(t_key, x0.shape[0]).astype(x0.dtype)
     x_t, v_t = path.motion(x0, path.couple(x0, v_key), t)

@@ -26,7 +26,13 @@ from typing import ClassVar
 import jax
 import numpyro.distributions as dist
 
-from numpyro_hgf._checks import check_time_interval
+from numpyro_hgf._checks import (
+    check_finite_float,
+    check_instance,
+    check_key,
+    check_nonnegative_int,
+    check_time_interval,
+)
 
 __all__ = ["Path", "PATHS", "path_from_config"]
 
@@ -71,7 +77,13 @@ class Path:
 
     def sample_time(self, key, n: int, t_min: float | None = None):
         """``t ~ U(t_min, T)``, shape ``(n,)`` (``t_min`` defaults to ``0``)."""
+        check_key("key", key)
+        n = check_nonnegative_int("n", n)
         lo, hi = self.time_range
+        if t_min is not None:
+            t_min = check_finite_float("t_min", t_min)
+            if not lo <= t_min < hi:
+                raise ValueError(f"t_min: expected a time in [{lo:g}, {hi:g}), got {t_min}")
         lo = lo if t_min is None else t_min
         return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
 
@@ -95,6 +107,7 @@ class Path:
 
 def path_from_config(config: dict) -> Path:
     """Rebuild any registered path from :meth:`Path.config`."""
+    check_instance("config", config, dict, "a dict from Path.config()")
     config = dict(config)
     name = config.pop("name", None)
     if name not in PATHS:

@@ -36,6 +36,9 @@ import numpy as np
 
 from numpyro_hgf._checks import (
     check_choice,
+    check_fraction,
+    check_instance,
+    check_nonnegative_float,
     check_positive_float,
     check_positive_int,
     describe,
@@ -75,6 +78,11 @@ class DDPMSchedule(NamedTuple):
         return jnp.arange(1, self.num_steps + 1, dtype=self.betas.dtype) / self.num_steps
 
 
+def _check_schedule(schedule) -> None:
+    what = "a DDPMSchedule (e.g. linear_beta_schedule())"
+    check_instance("schedule", schedule, DDPMSchedule, what)
+
+
 def _from_betas(betas) -> DDPMSchedule:
     betas = jnp.asarray(betas)
     if betas.ndim != 1 or betas.shape[0] < 1:
@@ -103,6 +111,8 @@ def linear_beta_schedule(
 def cosine_beta_schedule(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999):
     """Nichol & Dhariwal (2021) cosine schedule: ``abar(t) = cos^2(pi/2 (t + s)/(1 + s))``."""
     num_steps = check_positive_int("num_steps", num_steps)
+    s = check_nonnegative_float("s", s)
+    max_beta = check_fraction("max_beta", max_beta)
     t = np.linspace(0.0, 1.0, num_steps + 1)
     f = np.cos(0.5 * np.pi * (t + s) / (1 + s)) ** 2
     betas = np.clip(1.0 - f[1:] / f[:-1], 1e-8, max_beta)
@@ -123,6 +133,7 @@ def schedule_from_vp(sde, num_steps: int = 1000) -> DDPMSchedule:
 def posterior_variance(schedule: DDPMSchedule) -> jax.Array:
     """``b~_i = (1 - abar_{i-1}) / (1 - abar_i) b_i`` (variance of ``q(x_{i-1} | x_i, x_0)``;
     ``b~_1 = 0``)."""
+    _check_schedule(schedule)
     prev = jnp.concatenate([jnp.ones((1,), schedule.alpha_bars.dtype), schedule.alpha_bars[:-1]])
     return (1.0 - prev) / (1.0 - schedule.alpha_bars) * schedule.betas
 
@@ -130,6 +141,7 @@ def posterior_variance(schedule: DDPMSchedule) -> jax.Array:
 def reverse_variance(schedule: DDPMSchedule, variance: str = "beta") -> jax.Array:
     """The reverse-process variance ``s_i^2``: ``b_i`` (``"beta"``) or ``b~_i``
     (``"posterior"``)."""
+    _check_schedule(schedule)
     check_choice("variance", variance, VARIANCES)
     return schedule.betas if variance == "beta" else posterior_variance(schedule)
 

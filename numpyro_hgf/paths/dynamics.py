@@ -21,7 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import check_positive_int, check_positive_values, is_concrete
+from numpyro_hgf._checks import (
+    check_callable,
+    check_positive_int,
+    check_positive_values,
+    is_concrete,
+)
 
 __all__ = ["leapfrog", "harmonic", "reflect", "fold_into_box"]
 
@@ -47,6 +52,7 @@ def leapfrog(force: Callable, x, v, dt, num_steps: int, *, return_trajectory: bo
     Returns:
         ``(x_T, v_T)`` at ``T = num_steps * dt``, or ``((x_T, v_T), (xs, vs))``.
     """
+    check_callable("force", force, "a callable F(x) -> (shape of x)")
     num_steps = check_positive_int("num_steps", num_steps)
     check_positive_values("dt", dt)
     if jnp.shape(x) != jnp.shape(v):

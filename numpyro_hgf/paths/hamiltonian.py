@@ -40,7 +40,13 @@ import numpy as np
 import numpyro.distributions as dist
 from scipy.optimize import linear_sum_assignment
 
-from numpyro_hgf._checks import check_positive_float, is_concrete
+from numpyro_hgf._checks import (
+    check_finite_float,
+    check_instance,
+    check_key,
+    check_positive_float,
+    is_concrete,
+)
 from numpyro_hgf.paths.base import Path
 from numpyro_hgf.paths.dynamics import fold_into_box, harmonic
 
@@ -88,6 +94,7 @@ class HamiltonianPath(Path):
 
     def sample(self, x0, key, t):
         """``(x_t, v_t)`` for data ``x0`` and times ``t``: coupling, then motion."""
+        check_key("key", key)
         self.check_data(x0)
         self.check_time(t)
         return self.motion(x0, self.couple(x0, key), t)
@@ -121,6 +128,9 @@ class FlowMatchingPath(HamiltonianPath):
 
     minibatch_ot: bool = False
     name = "flow_matching"
+
+    def __post_init__(self):
+        check_instance("minibatch_ot", self.minibatch_ot, (bool, np.bool_), "a bool")
 
     @property
     def horizon(self) -> float:
@@ -267,6 +277,8 @@ class ReflectionPath(HamiltonianPath):
     name = "reflection"
 
     def __post_init__(self):
+        check_finite_float("low", self.low)
+        check_finite_float("high", self.high)
         if not self.high > self.low:
             raise ValueError(f"high: expected a value greater than low={self.low}, got {self.high}")
         check_positive_float("velocity_std", self.velocity_std)

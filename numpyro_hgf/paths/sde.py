@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from numpyro_hgf._checks import check_positive_float, check_time_interval
+from numpyro_hgf._checks import check_instance, check_positive_float, check_time_interval
 from numpyro_hgf.paths.base import PATHS, Path, path_from_config
 
 __all__ = ["SDE", "VPSDE", "VESDE", "SubVPSDE", "SDES", "sde_from_config", "check_time"]
@@ -289,6 +289,7 @@ SDES = {name: cls for name, cls in PATHS.items() if issubclass(cls, SDE)}
 
 def sde_from_config(config: dict) -> SDE:
     """Rebuild an SDE from :meth:`SDE.config`."""
+    check_instance("config", config, dict, "a dict from SDE.config()")
     if dict(config).get("name") not in SDES:
         raise ValueError(
             f"config: expected an SDE name in {sorted(SDES)}, got {config.get('name')!r}"
