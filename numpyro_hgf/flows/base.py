@@ -32,6 +32,7 @@ from numpyro_hgf.flows._batched_params import leading_batch_shape
 
 __all__ = [
     "NetworkTransform",
+    "CoefficientTransform",
     "BuilderConfig",
     "soft_clamp",
     "coupling_split",
@@ -89,6 +90,8 @@ class NetworkTransform(Transform):
     codomain = constraints.real_vector
     static_fields: ClassVar[tuple[str, ...]] = ()
     data_fields: ClassVar[tuple[str, ...]] = ()
+    #: the flax module class a subclass needs (``None``: any module with ``apply``)
+    module_type: ClassVar[type | None] = None
 
     module: Any
     params: Any
@@ -96,6 +99,9 @@ class NetworkTransform(Transform):
     def __init__(self, module, params):
         if not hasattr(module, "apply"):
             raise TypeError(f"module: expected a flax.linen module, got {module!r}")
+        wanted = type(self).module_type
+        if wanted is not None and not isinstance(module, wanted):
+            raise TypeError(f"module: expected a {wanted.__name__}, got {type(module).__name__}")
         self.module = module
         self.params = params
         # the ndims of the unbatched params (static): params stacked by ``scan`` / ``vmap``
@@ -167,6 +173,36 @@ class NetworkTransform(Transform):
         return (
             f"{type(self).__name__}({type(self.module).__name__}{', ' if statics else ''}{statics})"
         )
+
+
+class CoefficientTransform(NetworkTransform):
+    """A layer whose network takes no input and gives coefficients ``c`` (planar, radial):
+    the mathematics are two pure functions, ``forward_fn(x, *c) -> (y, log|det J|)`` and
+    ``inverse_fn(y, *c) -> x``, set by the subclass (with :meth:`_coefficients` when the
+    raw params need a transformation first)."""
+
+    forward_fn: ClassVar[Any]
+    inverse_fn: ClassVar[Any]
+
+    def init_args(self) -> tuple:
+        return ()
+
+    def _coefficients(self) -> tuple:
+        return self.apply()
+
+    def __call__(self, x):
+        return self.call_with_intermediates(x)[0]
+
+    def call_with_intermediates(self, x):
+        return type(self).forward_fn(x, *self._coefficients())
+
+    def _inverse(self, y):
+        return type(self).inverse_fn(y, *self._coefficients())
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        if intermediates is not None:
+            return intermediates
+        return type(self).forward_fn(x, *self._coefficients())[1]
 
 
 class BuilderConfig:

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from numpyro_hgf._checks import check_nonnegative_float, check_positive_int
-from numpyro_hgf.flows.base import NetworkTransform
+from numpyro_hgf.flows.base import CoefficientTransform
 
 __all__ = ["PlanarParams", "PlanarTransform", "planar_u_hat", "planar_forward", "planar_inverse"]
 
@@ -118,17 +118,16 @@ def planar_inverse(y, w, u_hat, b):
     return y - u_hat * jnp.tanh(a + b)[..., None]
 
 
-class PlanarTransform(NetworkTransform):
+class PlanarTransform(CoefficientTransform):
     """Planar flow layer ``f(z) = z + u_hat tanh(w.z + b)`` on ``(..., dim)``.
 
     ``module`` is :class:`PlanarParams`; ``params = {"w": (dim,), "u": (dim,), "b": ()}``.
     The inverse is numerical (see :func:`planar_inverse`).
     """
 
-    def __init__(self, module: PlanarParams, params):
-        if not isinstance(module, PlanarParams):
-            raise TypeError(f"module: expected a PlanarParams, got {type(module).__name__}")
-        super().__init__(module, params)
+    module_type = PlanarParams
+    forward_fn = staticmethod(planar_forward)
+    inverse_fn = staticmethod(planar_inverse)
 
     @classmethod
     def create(cls, key, dim: int, init_scale: float = 0.1) -> PlanarTransform:
@@ -136,23 +135,6 @@ class PlanarTransform(NetworkTransform):
         module = PlanarParams(dim, init_scale)
         return cls(module, cls.init_params(module, key))
 
-    def init_args(self) -> tuple:
-        return ()
-
     def _coefficients(self):
         w, u, b = self.apply()
         return w, planar_u_hat(w, u), b
-
-    def __call__(self, x):
-        return self.call_with_intermediates(x)[0]
-
-    def call_with_intermediates(self, x):
-        return planar_forward(x, *self._coefficients())
-
-    def _inverse(self, y):
-        return planar_inverse(y, *self._coefficients())
-
-    def log_abs_det_jacobian(self, x, y, intermediates=None):
-        if intermediates is not None:
-            return intermediates
-        return planar_forward(x, *self._coefficients())[1]

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_hgf._checks import check_nonnegative_float, check_positive_int
-from numpyro_hgf.flows.base import NetworkTransform
+from numpyro_hgf.flows.base import CoefficientTransform
 
 __all__ = ["RadialParams", "RadialTransform", "radial_forward", "radial_inverse"]
 
@@ -88,37 +88,19 @@ def radial_inverse(y, z0, alpha, beta):
     return z0 + diff / (1.0 + beta / (alpha + r))[..., None]
 
 
-class RadialTransform(NetworkTransform):
+class RadialTransform(CoefficientTransform):
     """Radial flow layer ``f(z) = z + beta/(alpha + ||z - z0||) (z - z0)`` on ``(..., dim)``.
 
     ``module`` is :class:`RadialParams`; ``params = {"z0": (dim,), "alpha_raw": (),
     "beta_raw": ()}``.  The inverse is the exact root of a scalar quadratic.
     """
 
-    def __init__(self, module: RadialParams, params):
-        if not isinstance(module, RadialParams):
-            raise TypeError(f"module: expected a RadialParams, got {type(module).__name__}")
-        super().__init__(module, params)
+    module_type = RadialParams
+    forward_fn = staticmethod(radial_forward)
+    inverse_fn = staticmethod(radial_inverse)
 
     @classmethod
     def create(cls, key, dim: int, init_scale: float = 1.0) -> RadialTransform:
         """A layer on ``dim`` dimensions with freshly initialised params."""
         module = RadialParams(dim, init_scale)
         return cls(module, cls.init_params(module, key))
-
-    def init_args(self) -> tuple:
-        return ()
-
-    def __call__(self, x):
-        return self.call_with_intermediates(x)[0]
-
-    def call_with_intermediates(self, x):
-        return radial_forward(x, *self.apply())
-
-    def _inverse(self, y):
-        return radial_inverse(y, *self.apply())
-
-    def log_abs_det_jacobian(self, x, y, intermediates=None):
-        if intermediates is not None:
-            return intermediates
-        return radial_forward(x, *self.apply())[1]
