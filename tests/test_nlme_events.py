@@ -177,6 +177,7 @@ def test_gradients_are_finite_at_dose_times():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_theophylline_events_reproduce_the_closed_form_focei_fit():
     table = nlme.theophylline_events()
     assert len(table) == 144 and int((table.EVID == 1).sum()) == 12
@@ -353,6 +354,7 @@ SIM_TRUTH = np.concatenate(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_three_dose_simulation_is_recovered_by_focei(seed):
     """Each estimate lies within 1 SE of the realized population value of its draw (the
