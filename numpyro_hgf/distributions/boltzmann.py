@@ -137,6 +137,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
     params = property(UnnormalizedDistribution._field_params)
     value_check = staticmethod(check_spins)
     pytree_aux_fields = ("num_gibbs_steps",)
+    exact_log_z_fn = staticmethod(_exact_log_z)
 
     def __init__(
         self,
@@ -178,9 +179,6 @@ class BoltzmannMachine(UnnormalizedDistribution):
     def exact_log_normalizer_available(self) -> bool:
         """Whether ``log Z`` can be enumerated (``d <= 20``)."""
         return self.dim <= EXACT_MAX_UNITS
-
-    def _exact_log_normalizer(self):
-        return _exact_log_z(self.params)
 
     def _missing_normalizer_hint(self) -> str:
         return (
@@ -228,13 +226,10 @@ class BoltzmannMachine(UnnormalizedDistribution):
 
     def sample(self, key, sample_shape=()):
         """Independent chains from uniform spins, :attr:`num_gibbs_steps` sweeps each."""
-        sample_shape = tuple(sample_shape)
-        check_key("key", key)
-        if self.param_batch_shape:
-            return self._sample_batched(key, sample_shape)
-        n = int(np.prod(sample_shape, dtype=np.int64))
-        y = _sample_chains(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=n)
-        return y.reshape(sample_shape + self.event_shape)
+        steps = jnp.int32(self.num_gibbs_steps)
+        return self._sample_by_chains(
+            key, sample_shape, lambda k, n: _sample_chains(self.params, k, steps, num_chains=n)
+        )
 
     # -- saving ----------------------------------------------------------------------------
     def save_config(self) -> dict:

@@ -229,6 +229,8 @@ class DeepBoltzmannMachine(LayeredMachine):
     support = constraints.independent(constraints.boolean, 1)
     pytree_data_fields = ("weights", "biases", "log_z")
     pytree_aux_fields = ("num_gibbs_steps", "num_mean_field_iters")
+    exact_log_z_fn = staticmethod(_exact_log_z)
+    ais_log_z_fn = staticmethod(_ais_log_z)
     has_enumerate_support = False
 
     def __init__(
@@ -286,9 +288,6 @@ class DeepBoltzmannMachine(LayeredMachine):
     def exact_free_energy_available(self) -> bool:
         """Whether ``log p*(v)`` can be enumerated (hidden layers' smaller parity <= 20)."""
         return dbm_enumerated_units(self.layer_sizes[1:])[1] <= EXACT_MAX_UNITS
-
-    def _exact_log_normalizer(self):
-        return _exact_log_z(self.params)
 
     def _missing_normalizer_hint(self) -> str:
         return (
@@ -353,9 +352,6 @@ class DeepBoltzmannMachine(LayeredMachine):
     def weight_dtype(self):
         return self.weights[0].dtype
 
-    def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
-        return _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
-
     # -- sampling --------------------------------------------------------------------------
     def gibbs_step(self, key, layers):
         """One block-Gibbs sweep (odd layers, then even); ``layers = (v, h¹, ..., h^L)``."""
@@ -372,13 +368,9 @@ class DeepBoltzmannMachine(LayeredMachine):
 
     def sample(self, key, sample_shape=()):
         """The visible layer of independent chains after :attr:`num_gibbs_steps` sweeps."""
-        sample_shape = tuple(sample_shape)
-        check_key("key", key)
-        if self.param_batch_shape:
-            return self._sample_batched(key, sample_shape)
-        n = int(np.prod(sample_shape, dtype=np.int64))
-        v = self.sample_layers(key, max(n, 1))[0][:n]
-        return v.reshape(sample_shape + self.event_shape)
+        return self._sample_by_chains(
+            key, sample_shape, lambda k, n: self.sample_layers(k, max(n, 1))[0][:n]
+        )
 
     # -- saving ----------------------------------------------------------------------------
     def save_config(self) -> dict:

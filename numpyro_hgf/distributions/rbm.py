@@ -34,13 +34,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.distributions import constraints
 
 from numpyro_hgf._checks import (
     check_binary,
     check_finite,
-    check_key,
     check_positive_int,
 )
 from numpyro_hgf.distributions.unnormalized import LayeredMachine, UnnormalizedDistribution
@@ -184,6 +182,8 @@ class BernoulliRBM(LayeredMachine):
     params = property(UnnormalizedDistribution._field_params)
     value_check = staticmethod(check_binary)
     pytree_aux_fields = ("num_gibbs_steps",)
+    exact_log_z_fn = staticmethod(_exact_log_z)
+    ais_log_z_fn = staticmethod(_ais_log_z)
 
     def __init__(
         self,
@@ -251,9 +251,6 @@ class BernoulliRBM(LayeredMachine):
         """Whether ``log Z`` can be enumerated (``min(V, H) <= 20``)."""
         return min(self.num_visible, self.num_hidden) <= EXACT_MAX_UNITS
 
-    def _exact_log_normalizer(self):
-        return _exact_log_z(self.params)
-
     def _missing_normalizer_hint(self) -> str:
         return (
             f"with V={self.num_visible} visible and H={self.num_hidden} hidden units it cannot "
@@ -273,9 +270,6 @@ class BernoulliRBM(LayeredMachine):
     def weight_dtype(self):
         return self.W.dtype
 
-    def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
-        return _ais_log_z(self.params, key, base_visible_bias, betas, num_chains=num_chains)
-
     # -- sampling ------------------------------------------------------------------------
     def gibbs_step(self, key, v):
         """One block-Gibbs sweep ``h ~ p(h | v)``, ``v ~ p(v | h)``; ``v: (..., V)``."""
@@ -284,13 +278,10 @@ class BernoulliRBM(LayeredMachine):
     def sample(self, key, sample_shape=()):
         """Independent Gibbs chains: start ``v ~ Bernoulli(σ(b_visible))``, run
         :attr:`num_gibbs_steps` block sweeps, return the last state (float 0/1)."""
-        sample_shape = tuple(sample_shape)
-        check_key("key", key)
-        if self.param_batch_shape:
-            return self._sample_batched(key, sample_shape)
-        n = int(np.prod(sample_shape, dtype=np.int64))
-        v = _sample_chains(self.params, key, jnp.int32(self.num_gibbs_steps), num_chains=n)
-        return v.reshape(sample_shape + self.event_shape)
+        steps = jnp.int32(self.num_gibbs_steps)
+        return self._sample_by_chains(
+            key, sample_shape, lambda k, n: _sample_chains(self.params, k, steps, num_chains=n)
+        )
 
     # -- saving ----------------------------------------------------------------------------
     def save_config(self) -> dict:

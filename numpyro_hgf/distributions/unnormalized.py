@@ -85,8 +85,14 @@ class UnnormalizedDistribution(Distribution):
         """Whether ``log Z`` can be computed exactly (e.g. by enumeration)."""
         return False
 
+    #: ``fn(params) -> log Z`` by enumeration, for the machines that have one (a jitted
+    #: pure function of their module); used while :attr:`exact_log_normalizer_available`
+    exact_log_z_fn: ClassVar = None
+
     def _exact_log_normalizer(self):
-        raise NotImplementedError  # abstract (only when exact_log_normalizer_available)
+        if type(self).exact_log_z_fn is None:
+            raise NotImplementedError  # abstract (only when exact_log_normalizer_available)
+        return type(self).exact_log_z_fn(self.params)
 
     def _missing_normalizer_hint(self) -> str:
         return "estimate it and attach it first with model.with_log_normalizer(...)"
@@ -120,6 +126,16 @@ class UnnormalizedDistribution(Distribution):
         if self.value_check is not None:
             check_event_shape("value", value, self.event_shape)
             type(self).value_check("value", value)
+
+    def _sample_by_chains(self, key, sample_shape, run_chains):
+        """``sample`` of the Gibbs-sampled machines: ``run_chains(key, n) -> (n, *event)``,
+        the last states of ``n`` independent chains, reshaped to ``sample_shape``."""
+        sample_shape = tuple(sample_shape)
+        check_key("key", key)
+        if self.param_batch_shape:
+            return self._sample_batched(key, sample_shape)
+        n = int(np.prod(sample_shape, dtype=np.int64))
+        return run_chains(key, n).reshape(sample_shape + self.event_shape)
 
     def _sample_batched(self, key, sample_shape, fn=None):
         """``sample`` of a batch of models: ``(*sample_shape, *param_batch_shape, *event)``."""
@@ -252,16 +268,20 @@ class LayeredMachine(UnnormalizedDistribution):
     the smaller parity of the layers, or by annealed importance sampling from a base-rate
     model (Salakhutdinov & Murray 2008; Salakhutdinov & Hinton 2009, sec. 3.2).
 
-    Subclasses implement :meth:`_exact_log_normalizer`, :meth:`_exact_size_error` (why
-    ``"exact"`` cannot enumerate, or ``None``), :meth:`_ais_log_normalizer` and set
-    :attr:`weight_dtype`.
+    Subclasses set :attr:`exact_log_z_fn` and :attr:`ais_log_z_fn` (pure functions of the
+    params), implement :meth:`_exact_size_error` (why ``"exact"`` cannot enumerate, or
+    ``None``) and :attr:`weight_dtype`.
     """
 
     def _exact_size_error(self) -> str | None:
         raise NotImplementedError  # abstract
 
+    #: ``fn(params, key, base_visible_bias, betas, num_chains=...) -> AISResult``
+    ais_log_z_fn: ClassVar = None
+
     def _ais_log_normalizer(self, key, base_visible_bias, betas, num_chains: int) -> AISResult:
-        raise NotImplementedError  # abstract
+        fn = type(self).ais_log_z_fn
+        return fn(self.params, key, base_visible_bias, betas, num_chains=num_chains)
 
     @property
     def weight_dtype(self):
