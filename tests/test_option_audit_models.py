@@ -22,6 +22,7 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 
+import numpyro_hgf as nh
 from numpyro_hgf import flows, paths
 from numpyro_hgf import nn as hnn
 from numpyro_hgf import objectives as O  # noqa: N812
@@ -816,3 +817,27 @@ def test_tree_unflatten_with_placeholders(make):
     jax.tree.unflatten(treedef, [object()] * len(leaves))  # jax does this inside jit
     again = jax.tree.unflatten(treedef, leaves)
     assert type(again) is type(model)
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: nh.dynamics.harmonic(jnp.zeros(2), jnp.ones(2), 1.0, "fast"), TypeError, "omega"),
+        (lambda: nh.dynamics.harmonic(jnp.zeros(2), jnp.ones(2), 1.0, True), TypeError, "omega"),
+        (lambda: nh.dynamics.harmonic(jnp.zeros(2), jnp.ones(2), 1.0, 1j), ValueError, "omega"),
+        (lambda: nh.dynamics.reflect(jnp.zeros(2), jnp.ones(2), 1.0, "a", 1.0), TypeError, "low"),
+        (lambda: nh.dynamics.reflect(jnp.zeros(2), jnp.ones(2), 1.0, -1.0, "b"), TypeError, "high"),
+        (lambda: nh.train.TrainOptions(progress="no"), TypeError, "progress"),
+    ],
+)
+def test_dynamics_and_trainer_options_name_the_argument(call, error, name):
+    with pytest.raises(error, match=f"^{name}: expected"):
+        call()
+
+
+def test_dynamics_and_trainer_options_accept_good_values():
+    x, v = nh.dynamics.harmonic(jnp.zeros(2), jnp.ones(2), 0.5, 2.0)
+    assert x.shape == v.shape == (2,)
+    y, w = nh.dynamics.reflect(jnp.zeros(2), jnp.ones(2), 0.5, -1, jnp.ones(2))
+    assert y.shape == w.shape == (2,)
+    assert nh.train.TrainOptions(progress=np.bool_(False)).progress is not None

@@ -105,7 +105,12 @@ def check_positive_scalar(name: str, value):
 def check_positive_values(name: str, value) -> None:
     """Every entry of a concrete ``value`` is positive (scalars or arrays; tracers pass)."""
     # numpy, not jnp: inside a jit trace jnp ops on constants are staged out (tracers)
-    if is_concrete(value) and not bool(np.all(np.asarray(value) > 0)):
+    if not is_concrete(value):
+        return
+    array = np.asarray(value)
+    if np.issubdtype(array.dtype, np.bool_) or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"{name}: expected a positive number or array, got {value!r}")
+    if np.iscomplexobj(array) or not bool(np.all(array > 0)):
         raise ValueError(f"{name}: expected a positive value, got {value}")
 
 

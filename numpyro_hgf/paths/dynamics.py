@@ -117,6 +117,10 @@ def reflect(x0, v0, t, low, high):
         low, high: scalars or ``(d,)`` arrays with ``low < high``.
     """
     box_known = is_concrete(low) and is_concrete(high)
+    for name, bound in (("low", low), ("high", high)):
+        dtype = np.asarray(bound).dtype if is_concrete(bound) else np.dtype(float)
+        if np.issubdtype(dtype, np.bool_) or not np.issubdtype(dtype, np.number):
+            raise TypeError(f"{name}: expected a number or a (d,) array, got {bound!r}")
     if box_known and not bool(np.all(np.asarray(high) > np.asarray(low))):
         raise ValueError(f"high: expected values greater than low={low}, got {high}")
     if box_known and is_concrete(x0):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import numpy as np
 import optax
 
 from numpyro_hgf._checks import (
@@ -154,6 +155,8 @@ class TrainOptions:
 
     def __post_init__(self):
         given = lambda v: v is not RECOMMENDED
+        if self.progress is not None and not isinstance(self.progress, bool | np.bool_):
+            raise TypeError(f"progress: expected True, False or None, got {self.progress!r}")
         if given(self.steps):
             check_positive_int("steps", self.steps)
         if given(self.batch_size) and self.batch_size is not None:
