@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +16,13 @@ import numpy as np  # noqa: E402
 from numpyro_hgf._checks import (  # noqa: E402
     check_instance,
     check_output_shape,
+    check_path,
     check_positive_float,
     check_positive_int,
     describe,
 )
 
 __all__ = ["plot_density_2d", "plot_loss"]
-
-
-def _check_path(path) -> None:
-    check_instance("path", path, (str, os.PathLike), "a file path (str or pathlib.Path)")
 
 
 def _check_points(name: str, x) -> np.ndarray:
@@ -58,7 +54,7 @@ def density_grid(log_prob_fn, lim: float = 3.0, num: int = 200):
 
 def plot_density_2d(path, log_prob_fn, data, samples, *, lim: float = 3.0, title: str = ""):
     """Three panels: training data, model density ``exp(log_prob)``, model samples."""
-    _check_path(path)
+    check_path("path", path)
     data, samples = _check_points("data", data), _check_points("samples", samples)
     check_instance("title", title, str, "a string")
     xs, ys, log_density = density_grid(log_prob_fn, lim)
@@ -81,7 +77,7 @@ def plot_density_2d(path, log_prob_fn, data, samples, *, lim: float = 3.0, title
 
 def plot_loss(path, history, *, title: str = "training loss", ylabel: str = "loss"):
     """Training curve (raw and a 50-step running mean)."""
-    _check_path(path)
+    check_path("path", path)
     check_instance("title", title, str, "a string")
     check_instance("ylabel", ylabel, str, "a string")
     history = np.asarray(history)

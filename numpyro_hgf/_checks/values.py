@@ -238,6 +238,26 @@ def check_instance(name: str, value, types, what: str):
     return value
 
 
+_BOOLS = (bool, np.bool_)
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` as a Python ``bool``: ``True`` or ``False`` (NumPy bools too); ``0``, ``1``,
+    ``"no"`` and the like are a ``TypeError`` naming ``name``."""
+    return bool(check_instance(name, value, _BOOLS, "True or False"))
+
+
+def check_progress(progress) -> bool | None:
+    """A ``progress`` option: ``True``, ``False`` or ``None`` (the environment default)."""
+    check_instance("progress", progress, (*_BOOLS, type(None)), "True, False or None")
+    return None if progress is None else bool(progress)
+
+
+def check_path(name: str, path):
+    """A file or folder name: a ``str`` or an ``os.PathLike``."""
+    return check_instance(name, path, (str, os.PathLike), "a file path (str or os.PathLike)")
+
+
 def check_callable(name: str, value, what: str = "a callable"):
     """Raise ``TypeError`` naming ``name`` unless ``value`` is callable (a function, a
     network's apply, an activation)."""

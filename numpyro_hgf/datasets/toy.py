@@ -13,7 +13,7 @@ import numpy as np
 
 from numpyro_hgf._checks import (
     check_choice,
-    check_instance,
+    check_flag,
     check_key,
     check_positive_int,
     describe,
@@ -266,7 +266,7 @@ def toy2d(name: str, n: int, key, *, standardize: bool = False) -> jax.Array:
     name = _canonical_name(name)
     n = check_positive_int("n", n)
     key = check_key("key", key)
-    check_instance("standardize", standardize, (bool, np.bool_), "True or False")
+    check_flag("standardize", standardize)
     return _toy2d(name, n, key, bool(standardize))
 
 

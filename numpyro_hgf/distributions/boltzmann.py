@@ -29,6 +29,7 @@ from numpyro.distributions.constraints import _SingletonConstraint
 from numpyro_hgf._checks import (
     check_choice,
     check_finite,
+    check_flag,
     check_key,
     check_positive_int,
     check_spins,
@@ -201,7 +202,7 @@ class BoltzmannMachine(UnnormalizedDistribution):
         :class:`~numpyro_hgf.samplers.ais.AISResult` is returned (its ``log_normalizer_ratio`` is
         ``log Z``)."""
         check_choice("method", method, ("exact", "ais"))
-        return_result = self._check_return_result(return_result)
+        return_result = check_flag("return_result", return_result)
         if method == "exact":
             if self.dim > EXACT_MAX_UNITS:
                 raise ValueError(

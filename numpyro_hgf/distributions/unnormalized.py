@@ -41,7 +41,7 @@ from numpyro_hgf._checks import (
     check_binary,
     check_choice,
     check_event_shape,
-    check_instance,
+    check_flag,
     check_key,
     check_positive_int,
     is_concrete,
@@ -201,10 +201,6 @@ class UnnormalizedDistribution(Distribution):
         return jnp.asarray(cls._float_weights(b, name), dtype)
 
     @staticmethod
-    def _check_return_result(return_result) -> bool:
-        return bool(check_instance("return_result", return_result, (bool, np.bool_), "a bool"))
-
-    @staticmethod
     def _check_log_normalizer(log_z, dtype=None):
         """``None``, or a finite scalar (an :class:`AISResult` gives its estimate)."""
         if log_z is None:
@@ -325,7 +321,7 @@ class LayeredMachine(UnnormalizedDistribution):
             ``"exact"`` the result has ``stderr = 0`` and no samples).
         """
         check_choice("method", method, ("exact", "ais"))
-        return_result = self._check_return_result(return_result)
+        return_result = check_flag("return_result", return_result)
         if method == "exact":
             error = self._exact_size_error()
             if error is not None:

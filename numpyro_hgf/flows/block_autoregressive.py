@@ -23,12 +23,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_hidden_sizes,
-    check_instance,
     check_positive_float,
     check_positive_int,
 )
@@ -149,7 +148,7 @@ class BlockAutoregressiveTransform(NetworkTransform):
             dim,
             check_hidden_sizes("hidden_factors", hidden_factors),
             check_positive_float("min_slope", min_slope),
-            bool(check_instance("reverse", reverse, (bool, np.bool_), "a bool (True or False)")),
+            check_flag("reverse", reverse),
         )
         return cls(module, cls.init_params(module, key, jnp.zeros((dim,))))
 

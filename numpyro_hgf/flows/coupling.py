@@ -14,11 +14,10 @@ The soft clamp to ``(-B, B)`` (``log_scale_bound``) keeps Jacobians bounded.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_hidden_sizes,
-    check_instance,
     check_positive_float,
     check_positive_int,
 )
@@ -43,11 +42,6 @@ def check_coupling_dim(dim) -> int:
             f"event into two halves), got {dim}; use 'maf', 'planar' or 'radial' in 1D"
         )
     return dim
-
-
-def check_swap(swap) -> bool:
-    """The ``swap`` flag of a coupling (which half is kept): a bool."""
-    return bool(check_instance("swap", swap, (bool, np.bool_), "a bool (True or False)"))
 
 
 def affine_coupling_forward(x_t, shift, log_scale):
@@ -76,7 +70,7 @@ class AffineCouplingTransform(NetworkTransform):
     def __init__(self, module, params, *, dim: int, swap: bool = False, log_scale_bound=3.0):
         super().__init__(module, params)
         self.dim = check_coupling_dim(dim)
-        self.swap = check_swap(swap)
+        self.swap = check_flag("swap", swap)
         self.log_scale_bound = check_positive_float("log_scale_bound", log_scale_bound)
         n_t = coupling_sizes(self.dim, self.swap)[1]
         out_dim = getattr(module, "out_dim", None)
@@ -93,7 +87,7 @@ class AffineCouplingTransform(NetworkTransform):
         """A layer with a fresh zero-output MLP conditioner (identity at initialisation)."""
         dim = check_coupling_dim(dim)
         hidden = check_hidden_sizes("hidden", hidden)
-        swap = check_swap(swap)
+        swap = check_flag("swap", swap)
         log_scale_bound = check_positive_float("log_scale_bound", log_scale_bound)
         n_kept, n_t = coupling_sizes(dim, swap)
         module = MLP(hidden, 2 * n_t, zero_init_output=True)

@@ -19,7 +19,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.contrib.module import flax_module
@@ -30,6 +29,7 @@ from numpyro_hgf._checks import (
     as_key,
     check_choice,
     check_event_shape,
+    check_flag,
     check_hidden_sizes,
     check_instance,
     check_positive_float,
@@ -269,7 +269,7 @@ def build_flow(
     hidden = check_hidden_sizes("hidden", hidden)
     opts = _check_opts(kind, opts)
     if validate_args is not None:
-        check_instance("validate_args", validate_args, (bool, np.bool_), "None or a bool")
+        check_flag("validate_args", validate_args)
     # read outside jit: inside, the global flag of the first trace would be baked in
     validate_args = bool(Distribution._validate_args if validate_args is None else validate_args)
     # one compiled initialisation per architecture (eager flax init dispatches op by op)
@@ -339,7 +339,7 @@ def flax_flow(name: str, flow, *, fresh_init: bool = False):
     """
     check_instance("name", name, str, "a site name (str)")
     check_instance("flow", flow, NormalizingFlow, "a NormalizingFlow (e.g. from build_flow)")
-    check_instance("fresh_init", fresh_init, (bool, np.bool_), "a bool")
+    check_flag("fresh_init", fresh_init)
     transforms, params = list(flow.transforms), []
     for i, t in enumerate(transforms):
         if not isinstance(t, NetworkTransform):

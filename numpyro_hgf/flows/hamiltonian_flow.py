@@ -12,7 +12,6 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
@@ -21,8 +20,8 @@ from numpyro.distributions.util import validate_sample
 from numpyro_hgf._checks import (
     as_key,
     check_event_shape,
+    check_flag,
     check_hidden_sizes,
-    check_instance,
     check_key,
     check_positive_float,
     check_positive_int,
@@ -278,7 +277,7 @@ class NeuralHamiltonianFlow(BuilderConfig, Distribution):
         check_event_shape("q", q, (self.dim,))
         num_samples = check_positive_int("num_samples", num_samples)
         check_key("key", key)
-        shared = bool(check_instance("shared", shared, (bool, np.bool_), "a bool"))
+        shared = check_flag("shared", shared)
         return _log_weights(self, jnp.asarray(q), key, num_samples, shared)
 
     def elbo(self, q, key, num_samples: int = 1):

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_hidden_sizes,
     check_nonnegative_float,
     check_positive_float,
@@ -34,7 +35,7 @@ from numpyro_hgf._checks import (
     check_positive_scalar,
 )
 from numpyro_hgf.flows.base import NetworkTransform, coupling_merge, coupling_sizes, coupling_split
-from numpyro_hgf.flows.coupling import check_coupling_dim, check_swap
+from numpyro_hgf.flows.coupling import check_coupling_dim
 from numpyro_hgf.nn import MLP
 
 __all__ = [
@@ -172,7 +173,7 @@ class SplineCouplingTransform(NetworkTransform):
     def __init__(self, module, params, *, dim: int, swap: bool = False, num_bins=8, bound=5.0):
         super().__init__(module, params)
         self.dim = check_coupling_dim(dim)
-        self.swap = check_swap(swap)
+        self.swap = check_flag("swap", swap)
         self.num_bins = check_num_bins("num_bins", num_bins)
         self.bound = check_positive_float("bound", bound)
         n_t = coupling_sizes(self.dim, self.swap)[1]
@@ -192,7 +193,7 @@ class SplineCouplingTransform(NetworkTransform):
         dim = check_coupling_dim(dim)
         hidden = check_hidden_sizes("hidden", hidden)
         num_bins = check_num_bins("num_bins", num_bins)
-        swap = check_swap(swap)
+        swap = check_flag("swap", swap)
         bound = check_positive_float("bound", bound)
         n_kept, n_t = coupling_sizes(dim, swap)
         module = MLP(hidden, n_t * (3 * num_bins - 1), zero_init_output=True)

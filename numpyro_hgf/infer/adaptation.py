@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_hgf._checks import check_fraction, check_instance, check_nonnegative_int
+from numpyro_hgf._checks import check_flag, check_fraction, check_nonnegative_int
 
 __all__ = ["AdaptState", "stan_adaptation", "schedule"]
 
@@ -47,7 +47,7 @@ def stan_adaptation(is_diagonal: bool, target_accept: float):
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-    check_instance("is_diagonal", is_diagonal, (bool, np.bool_), "True or False")
+    check_flag("is_diagonal", is_diagonal)
     target_accept = check_fraction("target_accept", target_accept)
     mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)

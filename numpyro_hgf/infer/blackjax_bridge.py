@@ -44,11 +44,13 @@ from numpyro.infer.initialization import init_to_uniform
 from tqdm.auto import tqdm
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_fraction,
     check_instance,
     check_key,
     check_positive_float,
     check_positive_int,
+    check_progress,
     progress_enabled,
 )
 from numpyro_hgf._checks.arrays import check_inverse_mass_matrix
@@ -59,8 +61,6 @@ from numpyro_hgf.infer.potential import diagnose_initial_point
 from numpyro_hgf.infer.programs import hutchinson_sites, prepared, split_keys
 
 __all__ = ["run_nuts", "run_hmc"]
-
-_BOOL = (bool, np.bool_)
 
 
 # -- arguments as data ---------------------------------------------------------------------
@@ -210,8 +210,8 @@ def _check_settings(
     flags = {"dense_mass": dense_mass, "adjusted": adjusted, "base_space": base_space}
     flags |= {"return_base": return_base, "diagnostics_warn": diagnostics_warn}
     for name, value in flags.items():
-        flags[name] = bool(check_instance(name, value, _BOOL, "True or False"))
-    check_instance("progress", progress, (*_BOOL, type(None)), "True, False or None")
+        flags[name] = check_flag(name, value)
+    check_progress(progress)
     check_instance("init_strategy", init_strategy, Callable, "a numpyro.infer init strategy")
     if forces is not None and not isinstance(forces, dict):
         raise TypeError(f"forces: expected a dict {{site: F}}, got {type(forces).__name__}")

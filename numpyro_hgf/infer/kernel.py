@@ -21,6 +21,7 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_fraction,
     check_instance,
     check_positive_float,
@@ -108,9 +109,8 @@ class LearnedForceHMC(MCMCKernel):
         for name, force in forces.items():
             check_instance("forces", name, str, "site names (strings) as keys")
             check_instance(f"forces[{name!r}]", force, Callable, "a callable F(x)")
-        boolean = (bool, np.bool_)
-        check_instance("adjusted", adjusted, boolean, "True or False")
-        check_instance("adapt_step_size", adapt_step_size, boolean, "True or False")
+        check_flag("adjusted", adjusted)
+        check_flag("adapt_step_size", adapt_step_size)
         check_instance("init_strategy", init_strategy, Callable, "a numpyro.infer init strategy")
         if inverse_mass_matrix is not None:
             check_inverse_mass_matrix("inverse_mass_matrix", inverse_mass_matrix)

@@ -25,7 +25,13 @@ from jax import lax
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.reparam import NeuTraReparam
 
-from numpyro_hgf._checks import as_key, check_instance, check_positive_int, progress_enabled
+from numpyro_hgf._checks import (
+    as_key,
+    check_instance,
+    check_positive_int,
+    check_progress,
+    progress_enabled,
+)
 from numpyro_hgf.infer.blackjax_bridge import _check_settings, run_nuts
 
 __all__ = ["FlowGuideFit", "fit_flow_guide", "neutra_nuts"]
@@ -104,7 +110,7 @@ def fit_flow_guide(
     check_positive_int("elbo_particles", elbo_particles)
     check_instance("guide", guide, (AutoContinuous, type(None)), "an AutoContinuous guide or None")
     _check_optimizer(optimizer)
-    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
+    check_progress(progress)
     key = as_key(key)
     guide = AutoFlowGuide(model) if guide is None else guide
     svi = SVI(model, guide, optimizer or optax.adam(3e-3), Trace_ELBO(num_particles))

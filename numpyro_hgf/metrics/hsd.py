@@ -60,11 +60,11 @@ from numpyro_hgf._checks import (
     check_finite,
     check_fits,
     check_fraction,
-    check_instance,
     check_key,
     check_positive_float,
     check_positive_int,
     check_positive_scalar,
+    check_progress,
     describe,
 )
 from numpyro_hgf._checks.arrays import check_real_array
@@ -348,7 +348,7 @@ def hamiltonian_score_discrepancy(
     holdout = check_fraction("holdout", holdout)
     batch_size = check_positive_int("batch_size", batch_size)
     learning_rate = check_positive_float("learning_rate", learning_rate)
-    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
+    check_progress(progress)
     n = data.shape[0]
     n_eval = int(round(holdout * n))
     if n_eval < 2 or n - n_eval < 2:

@@ -34,6 +34,7 @@ from numpyro_hgf._checks import (
     check_instance,
     check_key,
     check_positive_int,
+    check_progress,
     describe,
 )
 from numpyro_hgf.datasets import digits
@@ -122,7 +123,7 @@ def train_digits_classifier(
     key = check_key("key", key)
     steps = check_positive_int("steps", steps)
     hidden = check_hidden_sizes("hidden", hidden)
-    check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
+    check_progress(progress)
     train, test = digits("train"), digits("test")
     module = DigitsClassifier(tuple(hidden))
     init_key, fit_key = jax.random.split(key)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
-from numpyro_hgf._checks import check_key
+from numpyro_hgf._checks import check_callable, check_key
 from numpyro_hgf._checks.arrays import check_real_array
 from numpyro_hgf.train.fit import fit_objective
 from numpyro_hgf.train.options import Recipe, TrainKeywords, TrainOptions, resolve_options
@@ -70,14 +70,6 @@ def _check_data(data) -> tuple:
     return data
 
 
-def _check_callables(**functions) -> None:
-    for name, fn in functions.items():
-        if fn is not None and not callable(fn):
-            raise TypeError(f"{name}: expected a callable, got {fn!r}")
-        if fn is None and name != "validation_fn":
-            raise TypeError(f"{name}: expected a callable, got None")
-
-
 def fit_svi(
     model,
     guide,
@@ -119,7 +111,10 @@ def fit_svi(
     Returns:
         :class:`SVIFit`.
     """
-    _check_callables(model=model, guide=guide, validation_fn=validation_fn)
+    check_callable("model", model)
+    check_callable("guide", guide)
+    if validation_fn is not None:
+        check_callable("validation_fn", validation_fn)
     if elbo is not None and not callable(getattr(elbo, "loss", None)):
         raise TypeError(f"elbo: expected a NumPyro ELBO (e.g. Trace_ELBO()), got {elbo!r}")
     for name, value in (("model_kwargs", model_kwargs), ("init_params", init_params)):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Mapping
 from typing import NamedTuple, Unpack
 
@@ -50,6 +49,7 @@ from numpyro_hgf._checks import (
     check_hidden_sizes,
     check_key,
     check_nonnegative_float,
+    check_path,
     check_positive_int,
     is_concrete,
 )
@@ -341,11 +341,6 @@ def _check_rows(vae: VAE, x):
     return x
 
 
-def _check_path(path) -> None:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
-
-
 def iwae_log_likelihood(vae: VAE, x, *, k: int, key, chunk: int = 500, batch: int = 120):
     """Per-datum IWAE-``k`` bound ``(n,)`` (``k = 1``: the ELBO).  Chunks of ``chunk``
     importance samples and ``batch`` data rows keep memory bounded."""
@@ -368,7 +363,7 @@ def iwae_log_likelihood(vae: VAE, x, *, k: int, key, chunk: int = 500, batch: in
 
 def plot_latents(path, vae: VAE, x, labels):
     """Scatter of the encoder means (first two latent dimensions), coloured by label (PNG)."""
-    _check_path(path)
+    check_path("path", path)
     _check_vae(vae)
     x = _check_rows(vae, x)
     if np.shape(labels) != (x.shape[0],):
@@ -401,7 +396,7 @@ def plot_reconstructions(path, vae: VAE, x, *, shape=(8, 8), num: int = 10):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _check_path(path)
+    check_path("path", path)
     _check_vae(vae)
     x = _check_rows(vae, x)
     num = check_positive_int("num", num)

@@ -25,8 +25,8 @@ import numpy as np
 from numpyro.distributions.util import logmatmulexp
 
 from numpyro_hgf._checks import (
+    check_flag,
     check_hidden_sizes,
-    check_instance,
     check_positive_float,
     check_positive_int,
 )
@@ -121,7 +121,7 @@ class BlockAutoregressiveNet(nn.Module):
         factors = check_hidden_sizes("hidden_factors", self.hidden_factors)
         object.__setattr__(self, "hidden_factors", factors)
         check_positive_float("min_slope", self.min_slope)
-        check_instance("reverse", self.reverse, (bool, np.bool_), "a bool")
+        check_flag("reverse", self.reverse)
         super().__post_init__()
 
     @nn.compact

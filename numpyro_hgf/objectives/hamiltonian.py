@@ -42,12 +42,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_hgf._checks import (
     call_field,
     check_choice,
-    check_instance,
+    check_flag,
     check_key,
     check_points,
     check_positive_int,
@@ -64,10 +63,6 @@ __all__ = [
 
 TIME_SAMPLING = ("uniform", "grid")
 FORCE_GRADIENTS = ("full", "velocity", "taylor")
-
-
-def _check_flag(name: str, value) -> bool:
-    return bool(check_instance(name, value, (bool, np.bool_), "a bool (True or False)"))
 
 
 def simulate_phase_space(
@@ -112,7 +107,7 @@ def simulate_phase_space(
     check_positive_scalar("step_size", step_size)
     num_steps = check_positive_int("num_steps", num_steps)
     check_choice("time_sampling", time_sampling, TIME_SAMPLING)
-    antithetic = _check_flag("antithetic", antithetic)
+    antithetic = check_flag("antithetic", antithetic)
     check_key("key", key)
     v_key, t_key = jax.random.split(key)
     v0 = jax.random.normal(v_key, x0.shape, x0.dtype)
@@ -225,7 +220,7 @@ def hamiltonian_score_matching(
     """
     check_choice("force_gradient", force_gradient, FORCE_GRADIENTS)
     check_score_fn("velocity_fn", velocity_fn)
-    force_baseline = _check_flag("force_baseline", force_baseline)
+    force_baseline = check_flag("force_baseline", force_baseline)
     x_t, v_t, t = simulate_phase_space(
         force_fn,
         params,

@@ -31,13 +31,12 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_hgf._checks import (
     call_field,
     check_callable,
     check_choice,
-    check_instance,
+    check_flag,
     check_key,
     check_noise_levels,
     check_points,
@@ -119,10 +118,6 @@ def check_score_fn(name: str, fn) -> None:
     """A score (force, velocity) function is a callable ``(params, x, ...)``: anything else is
     a ``TypeError`` naming it (not the data, as a failed call would)."""
     check_callable(name, fn, f"a callable {name}(params, x, ...) (e.g. score_from_network(net))")
-
-
-def _check_flag(name: str, value) -> bool:
-    return bool(check_instance(name, value, (bool, np.bool_), "a bool (True or False)"))
 
 
 def _check_reference(reference, x) -> jax.Array:
@@ -208,7 +203,7 @@ def explicit_score_matching(
     check_score_fn("score_fn", score_fn)
     x = check_points("x", x)
     reference = x if reference is None else _check_reference(reference, x)
-    if _check_flag("perturb", perturb):
+    if check_flag("perturb", perturb):
         check_key("key", key)
     if bandwidth is None:
         h = scott_bandwidth(reference)
@@ -278,7 +273,7 @@ def sliced_score_matching(
     x = check_points("x", x)
     k = check_positive_int("num_projections", num_projections)
     check_choice("projection", projection, ("rademacher", "gaussian"))
-    variance_reduction = _check_flag("variance_reduction", variance_reduction)
+    variance_reduction = check_flag("variance_reduction", variance_reduction)
     check_key("key", key)
     s, jvp = _linearize(score_fn, params, x)
     v = _projections(key, (k, *x.shape), projection, x.dtype)

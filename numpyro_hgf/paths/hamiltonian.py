@@ -42,7 +42,7 @@ from scipy.optimize import linear_sum_assignment
 
 from numpyro_hgf._checks import (
     check_finite_float,
-    check_instance,
+    check_flag,
     check_key,
     check_positive_float,
     is_concrete,
@@ -130,7 +130,7 @@ class FlowMatchingPath(HamiltonianPath):
     name = "flow_matching"
 
     def __post_init__(self):
-        check_instance("minibatch_ot", self.minibatch_ot, (bool, np.bool_), "a bool")
+        check_flag("minibatch_ot", self.minibatch_ot)
 
     @property
     def horizon(self) -> float:

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-import numpy as np
 import optax
 
 from numpyro_hgf._checks import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    check_progress,
 )
 
 __all__ = [
@@ -155,8 +155,7 @@ class TrainOptions:
 
     def __post_init__(self):
         given = lambda v: v is not RECOMMENDED
-        if self.progress is not None and not isinstance(self.progress, bool | np.bool_):
-            raise TypeError(f"progress: expected True, False or None, got {self.progress!r}")
+        check_progress(self.progress)
         if given(self.steps):
             check_positive_int("steps", self.steps)
         if given(self.batch_size) and self.batch_size is not None:

@@ -21,7 +21,6 @@ __all__ = [
     "check_params",
     "check_init_values",
     "check_data",
-    "check_progress",
     "check_priors",
     "check_proposal",
 ]
@@ -106,11 +105,6 @@ def check_init_values(model, theta, omega_sd, sigma_add, sigma_prop) -> None:
 def check_data(data, name: str = "data") -> NLMEData:
     """``data`` is an :class:`NLMEData`."""
     return check_instance(name, data, NLMEData, "an NLMEData (prepare_data, read_events)")
-
-
-def check_progress(progress):
-    """``progress``: ``True``, ``False`` or ``None``."""
-    return check_instance("progress", progress, (bool, np.bool_, type(None)), "True, False or None")
 
 
 def check_priors(priors, sites: Mapping) -> None:

@@ -56,6 +56,7 @@ from numpyro_hgf._checks import (
     check_instance,
     check_positive_float,
     check_positive_int,
+    check_progress,
     progress_enabled,
 )
 from numpyro_hgf.models.laplace import laplace_log_marginal
@@ -63,7 +64,6 @@ from numpyro_hgf.models.nlme._arguments import (
     check_data,
     check_init_values,
     check_params,
-    check_progress,
 )
 from numpyro_hgf.models.nlme.data import NLMEData
 from numpyro_hgf.models.pk import one_compartment_oral

@@ -33,6 +33,7 @@ from numpyro_hgf._checks import (
     check_key,
     check_positive_float,
     check_positive_int,
+    check_progress,
     progress_enabled,
 )
 from numpyro_hgf.guides.amortized import AmortizedNormalGuide
@@ -40,7 +41,6 @@ from numpyro_hgf.models.nlme._arguments import (
     check_data,
     check_params,
     check_priors,
-    check_progress,
     check_proposal,
 )
 from numpyro_hgf.models.nlme.core import (

@@ -4,7 +4,6 @@ the goodness-of-fit table and plots (PRED, IPRED, IWRES, CWRES)."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from functools import partial
 
@@ -14,7 +13,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
-from numpyro_hgf._checks import check_instance, check_key, check_positive_int, describe
+from numpyro_hgf._checks import check_instance, check_key, check_path, check_positive_int, describe
 from numpyro_hgf.models.nlme._arguments import check_params
 from numpyro_hgf.models.nlme.core import (
     LaplaceFit,
@@ -75,11 +74,6 @@ def _check_theta(params, name: str = "params") -> None:
             f"{name}: expected a params dict with a 'theta' dict (NLMEModel.init_params), "
             f"got {type(params).__name__}"
         )
-
-
-def _path(path) -> None:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path: expected a str or os.PathLike file name, got {path!r}")
 
 
 def _corr(p, j: int, k: int):
@@ -238,7 +232,7 @@ def plot_vpc(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _path(path)
+    check_path("path", path)
     _check_model_data(model, data)
     check_params(model, params, "params")
     key = check_key("key", key)
@@ -414,7 +408,7 @@ def plot_gof(
     against IPRED (identity line), CWRES against TIME and against PRED (lines at 0 and
     +/-2).  ``fit``: a :class:`LaplaceFit` or a params dict, as for :func:`gof_table`.
     Returns ``path``."""
-    _path(path)
+    check_path("path", path)
     table = gof_table(model, fit, data)
 
     import matplotlib
