@@ -255,7 +255,7 @@ def check_progress(progress) -> bool | None:
 
 def check_path(name: str, path):
     """A file or folder name: a ``str`` or an ``os.PathLike``."""
-    return check_instance(name, path, (str, os.PathLike), "a file path (str or os.PathLike)")
+    return check_instance(name, path, (str, os.PathLike), "a str or os.PathLike file name")
 
 
 def check_callable(name: str, value, what: str = "a callable"):
