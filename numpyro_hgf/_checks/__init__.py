@@ -28,6 +28,7 @@ from numpyro_hgf._checks.arrays import (
 )
 from numpyro_hgf._checks.callables import (
     call_field,
+    check_field_fits,
     check_fits,
     check_output_shape,
     describe_output,
@@ -46,6 +47,7 @@ from numpyro_hgf._checks.values import (
     check_key,
     check_nonnegative_float,
     check_nonnegative_int,
+    check_numbers,
     check_open_time,
     check_path,
     check_positive_float,
@@ -56,6 +58,7 @@ from numpyro_hgf._checks.values import (
     check_time_interval,
     describe,
     is_concrete,
+    is_real_scalar,
     progress_enabled,
 )
 
@@ -77,7 +80,9 @@ __all__ = [
     "check_event_shape_arg",
     "check_finite",
     "check_finite_float",
+    "check_numbers",
     "check_flag",
+    "check_field_fits",
     "check_fits",
     "check_floating",
     "check_fraction",
@@ -103,5 +108,6 @@ __all__ = [
     "describe",
     "describe_output",
     "is_concrete",
+    "is_real_scalar",
     "progress_enabled",
 ]

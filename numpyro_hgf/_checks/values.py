@@ -30,6 +30,8 @@ __all__ = [
     "check_instance",
     "check_callable",
     "check_finite_float",
+    "is_real_scalar",
+    "check_numbers",
     "progress_enabled",
 ]
 
@@ -272,6 +274,27 @@ def check_finite_float(name: str, value) -> float:
     if not np.isfinite(out):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     return out
+
+
+def is_real_scalar(value) -> bool:
+    """A real scalar (a Python, NumPy or concrete JAX number; not a string or a bool)."""
+    if isinstance(value, str | bool) or np.ndim(value) != 0:
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not np.iscomplexobj(value)
+
+
+def check_numbers(name: str, values) -> tuple[float, ...]:
+    """A sequence of plain numbers as floats (``TypeError`` naming ``name`` otherwise)."""
+    try:
+        if isinstance(values, str):
+            raise TypeError
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a sequence of numbers, got {values!r}") from None
 
 
 def progress_enabled(progress: bool | None) -> bool:

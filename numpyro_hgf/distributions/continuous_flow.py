@@ -24,6 +24,7 @@ from numpyro_hgf._checks import (
     check_choice,
     check_event_shape,
     check_event_shape_arg,
+    check_field_fits,
     check_finite_float,
     check_key,
     check_positive_int,
@@ -57,29 +58,6 @@ def event_shape_of(module, event_shape, role: str) -> tuple[int, ...]:
             )
         event_shape = (out_dim,)
     return check_event_shape_arg("event_shape", event_shape)
-
-
-def check_field_fits(role: str, module, params, event_shape, t) -> None:
-    """Abstract evaluation (nothing runs) of ``module.apply({"params": params}, x, t)`` on one
-    point ``x: (1, *event_shape)``: params initialised for another input size, or an output
-    of another shape than ``x``, is a ``ValueError`` naming ``params`` / ``role`` here rather
-    than deep inside the first ODE solve."""
-    x = jax.ShapeDtypeStruct((1, *event_shape), jnp.result_type(float))
-    try:
-        out = jax.eval_shape(lambda p, y: module.apply({"params": p}, y, t), params, x)
-    except Exception as err:  # a network initialised for another input, or not for (x, t)
-        first = str(err).strip().split("\n")[0]
-        raise ValueError(
-            f"params: expected the params of the {role} network for x of shape "
-            f"{(1, *event_shape)} (the event shape {tuple(event_shape)}), but applying it "
-            f"failed with {type(err).__name__}: {first}"
-        ) from err
-    if not hasattr(out, "shape") or tuple(out.shape) != (1, *event_shape):
-        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
-        raise ValueError(
-            f"{role}: expected an output of the shape of x {(1, *event_shape)} (a vector field "
-            f"on the event shape {tuple(event_shape)}), got {got}"
-        )
 
 
 def _flatten_batch(value, event_shape):

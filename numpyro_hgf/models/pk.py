@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from numpyro_hgf._checks import check_hidden_sizes
+from numpyro_hgf._checks import check_hidden_sizes, check_numbers, is_real_scalar
 from numpyro_hgf.nn import MLP
 
 __all__ = [
@@ -274,13 +274,13 @@ def power_covariates(structural, effects):
         name, reference, exponent = effect
         if not isinstance(name, str):
             raise TypeError(f"effects[{key!r}]: expected a covariate name first, got {name!r}")
-        if not _is_number(reference):
+        if not is_real_scalar(reference):
             raise TypeError(f"effects[{key!r}]: expected a reference number, got {reference!r}")
         if not (float(reference) > 0 and math.isfinite(float(reference))):
             raise ValueError(
                 f"effects[{key!r}]: expected a reference > 0 (finite), got {reference!r}"
             )
-        if not (isinstance(exponent, str) or _is_number(exponent)):
+        if not (isinstance(exponent, str) or is_real_scalar(exponent)):
             raise TypeError(
                 f"effects[{key!r}]: expected an exponent (a number or a theta key), "
                 f"got {exponent!r}"
@@ -295,27 +295,6 @@ def power_covariates(structural, effects):
 
     with_covariates.__name__ = f"{getattr(structural, '__name__', 'structural')}_with_covariates"
     return with_covariates
-
-
-def _is_number(value) -> bool:
-    """A real scalar (a Python, NumPy or concrete JAX number; not a string or a bool)."""
-    if isinstance(value, str | bool) or jnp.ndim(value) != 0:
-        return False
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not jnp.iscomplexobj(value)
-
-
-def _numbers(name: str, values) -> tuple[float, ...]:
-    """A sequence of plain numbers as floats (``TypeError`` naming ``name`` otherwise)."""
-    try:
-        if isinstance(values, str):
-            raise TypeError
-        return tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a sequence of numbers, got {values!r}") from None
 
 
 def neural_covariates(structural, targets, covariates, *, centres, scales, hidden=(8,)):
@@ -354,7 +333,7 @@ def neural_covariates(structural, targets, covariates, *, centres, scales, hidde
     for name, names in (("targets", targets), ("covariates", covariates)):
         if not names or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{name}: expected a non-empty sequence of names, got {names!r}")
-    centres, scales = _numbers("centres", centres), _numbers("scales", scales)
+    centres, scales = check_numbers("centres", centres), check_numbers("scales", scales)
     if not all(math.isfinite(c) for c in centres):
         raise ValueError(f"centres: expected finite numbers, got {centres!r}")
     hidden = check_hidden_sizes("hidden", hidden)
